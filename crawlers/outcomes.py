@@ -1,0 +1,64 @@
+"""Fetch outcomes, in the run-health vocabulary of SCHEMA.md.
+
+Every fetch gets exactly one outcome. Spiders raise ``PageProblem`` subclasses from their
+callbacks when a page came back but cannot be trusted; the run extension records them.
+"""
+
+from __future__ import annotations
+
+from scrapy.exceptions import IgnoreRequest
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TimeoutError
+from twisted.web._newclient import ResponseNeverReceived
+
+OUTCOMES = (
+    "ok",
+    "http_error",
+    "timeout",
+    "waf_challenge",
+    "session_rejected",
+    "captcha_required",
+    "rate_limited",
+    "empty",
+    "malformed",
+    "layout_drift",
+)
+
+
+class PageProblem(Exception):
+    """A page was received but says nothing trustworthy about its list."""
+
+    outcome = "malformed"
+
+
+class EmptyPage(PageProblem):
+    outcome = "empty"
+
+
+class LayoutDrift(PageProblem):
+    outcome = "layout_drift"
+
+
+class MalformedPage(PageProblem):
+    outcome = "malformed"
+
+
+def outcome_for_status(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 412:
+        return "waf_challenge"
+    if status in (403, 429):
+        return "rate_limited"
+    return "http_error"
+
+
+def outcome_for_exception(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
+        return "timeout"
+    if isinstance(exc, PageProblem):
+        return exc.outcome
+    if isinstance(exc, IgnoreRequest | DNSLookupError | ConnectionRefusedError):
+        return "http_error"
+    if isinstance(exc, ResponseNeverReceived):
+        return "http_error"
+    return "http_error"

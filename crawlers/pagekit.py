@@ -1,0 +1,126 @@
+"""Reading the page shapes Chinese government portals share: label/value tables, grids with
+a header row, and pagers that state a total. Columns are found by their header label, never
+by position, and a missing table or label is ``LayoutDrift``, never an empty result."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from parsel import Selector, SelectorList
+from scrapy.http import Response
+
+from crawlers.items import PageRef
+from crawlers.outcomes import LayoutDrift
+
+_LABEL_END = re.compile(r"[：:\s\u3000]+$")
+_SPACE = re.compile(r"[\s\u3000\xa0]+")
+
+
+def cell_text(cell: Selector) -> str:
+    """All text of a cell, as published (joined, not trimmed)."""
+    return "".join(cell.xpath(".//text()").getall())
+
+
+def label_of(text: str) -> str:
+    """A header or label without surrounding blanks and trailing colon."""
+    return _LABEL_END.sub("", _SPACE.sub(" ", text).strip())
+
+
+def page_ref(response: Response, role: str) -> PageRef:
+    return PageRef(url=response.url, sha256=hashlib.sha256(response.body).hexdigest(), role=role)
+
+
+def one(response: Response | Selector, css: str, what: str) -> Selector:
+    found = response.css(css)
+    if not found:
+        raise LayoutDrift(f"{what}: selector {css!r} matched nothing")
+    return found[0]
+
+
+@dataclass
+class LabelTable:
+    values: dict[str, str] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+
+
+def read_label_table(
+    response: Response, css: str, required: tuple[str, ...] = ()
+) -> LabelTable:
+    """``<tr><th>label：</th><td>value</td></tr>`` tables (also several pairs in one row)."""
+    table = one(response, css, "label table")
+    result = LabelTable()
+    for row in table.css("tr"):
+        cells = row.xpath("./th|./td")
+        for label_cell, value_cell in zip(cells[::2], cells[1::2], strict=False):
+            label = label_of(cell_text(label_cell))
+            if not label:
+                continue
+            result.values[label] = cell_text(value_cell)
+            href = value_cell.css("a::attr(href)").get()
+            if href:
+                result.links[label] = response.urljoin(href)
+    missing = [label for label in required if label not in result.values]
+    if missing:
+        raise LayoutDrift(f"label table {css!r} lacks {', '.join(missing)}")
+    return result
+
+
+@dataclass
+class GridRow:
+    cells: dict[str, str]
+    links: dict[str, str]
+
+
+def read_grid(
+    response: Response,
+    table: Selector | SelectorList[Selector],
+    required: tuple[str, ...] = (),
+    placeholder: re.Pattern[str] | None = None,
+) -> list[GridRow]:
+    """Rows of a table whose first row holds ``<th>`` headers, keyed by header label.
+
+    A single spanning cell matching ``placeholder`` (``暂无…``) means "no rows", not drift.
+    """
+    rows = table.css("tr") if isinstance(table, Selector) else table
+    if not rows:
+        raise LayoutDrift("grid has no rows at all")
+    headers = [label_of(cell_text(th)) for th in rows[0].xpath("./th")]
+    missing = [name for name in required if name not in headers]
+    if missing:
+        raise LayoutDrift(f"grid header {headers} lacks {', '.join(missing)}")
+    out = []
+    for row in rows[1:]:
+        cells = row.xpath("./td")
+        if len(cells) == 1 and placeholder and placeholder.search(cell_text(cells[0])):
+            continue
+        if len(cells) != len(headers):
+            raise LayoutDrift(f"grid row has {len(cells)} cells for {len(headers)} headers")
+        values, links = {}, {}
+        for header, cell in zip(headers, cells, strict=True):
+            values[header] = cell_text(cell)
+            href = cell.css("a::attr(href)").get()
+            if href:
+                links[header] = response.urljoin(href)
+        out.append(GridRow(values, links))
+    return out
+
+
+@dataclass(frozen=True)
+class Pager:
+    total: int | None
+    pages: int | None
+
+
+def read_pager(
+    response: Response, css: str, total_re: re.Pattern[str], pages_re: re.Pattern[str]
+) -> Pager:
+    """A pager's stated record total and page count (either may be absent)."""
+    text = _SPACE.sub(" ", " ".join(response.css(css).xpath(".//text()").getall()))
+    total = total_re.search(text)
+    pages = pages_re.search(text)
+    return Pager(
+        total=int(total.group(1)) if total else None,
+        pages=int(pages.group(1)) if pages else None,
+    )

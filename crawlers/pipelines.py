@@ -1,0 +1,84 @@
+"""Item pipelines: normalise what spiders emit, then stage it for change detection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Self
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from scrapy.spiders import Spider
+
+from crawlers.items import ListPage, RawEntry
+from crawlers.runcontext import run_context
+from pipeline.normalise import content_hash, normalise_entry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class NormalisedRecord:
+    record: dict[str, Any]
+    content_hash: str
+
+
+class NormalisePipeline:
+    """``RawEntry`` → schema record. An entry that cannot be normalised marks its list
+    unhealthy (outcome ``malformed``) instead of silently going missing."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    def process_item(self, item: Any, spider: Spider | None = None) -> Any:
+        if not isinstance(item, RawEntry):
+            return item
+        ctx = run_context(self.crawler)
+        lst = ctx.source.list(item.list)
+        try:
+            record = normalise_entry(
+                item,
+                list_kind=lst.list_kind,
+                record_key_rule=lst.record_key,
+                domain=ctx.source.domain,
+            )
+        except Exception as exc:
+            ctx.writer.add_fetch(
+                url=item.source_url,
+                outcome="malformed",
+                list_id=item.list,
+                detail=f"normalise failed: {exc!r}"[:1000],
+            )
+            raise DropItem(f"cannot normalise {item.source_url}: {exc!r}") from exc
+        return NormalisedRecord(record, content_hash(record))
+
+
+class StagePipeline:
+    """Writes records and list pages to the run's staging tables."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    def process_item(self, item: Any, spider: Spider | None = None) -> Any:
+        writer = run_context(self.crawler).writer
+        if isinstance(item, NormalisedRecord):
+            writer.add_record(item.record, item.content_hash)
+        elif isinstance(item, ListPage):
+            writer.add_list_page(
+                list=item.list,
+                url=item.url,
+                page_no=item.page_no,
+                rows=item.rows,
+                declared_total=item.declared_total,
+                declared_pages=item.declared_pages,
+                sha256=item.sha256,
+            )
+        return item

@@ -1,0 +1,112 @@
+"""Downloader middlewares that keep the run's record: the raw archive, the fetch log, and
+retries that back off. Each has one job; priorities are set in ``crawlers.settings``."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Self
+
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import RetryMiddleware
+from scrapy.http import Request, Response
+from scrapy.settings import BaseSettings
+from scrapy.spiders import Spider
+from scrapy.utils.defer import deferred_to_future
+from twisted.internet import reactor, task
+
+from crawlers.outcomes import outcome_for_exception, outcome_for_status
+from crawlers.runcontext import run_context
+
+
+class ArchiveMiddleware:
+    """Stores every response received (redirects and retried errors included), after
+    HTTP decompression, before anything reads it. Priority 580: below compression (590)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    def process_response(
+        self, request: Request, response: Response, spider: Spider | None = None
+    ) -> Response:
+        ctx = run_context(self.crawler)
+        from_cassette = "cassette" in response.flags
+        fetched_at = ctx.observe_response(response.headers.get("Date"), from_cassette)
+        ctx.writer.add_response(
+            url=response.url,
+            method=request.method,
+            status=response.status,
+            headers=[
+                [name.decode("latin-1"), value.decode("latin-1")]
+                for name, values in response.headers.items()
+                for value in values
+            ],
+            body=response.body,
+            sha256=hashlib.sha256(response.body).hexdigest(),
+            fetched_at=fetched_at,
+            from_cassette=from_cassette,
+        )
+        return response
+
+
+class FetchLogMiddleware:
+    """Gives each request's final result (after retries and redirects) an outcome.
+
+    Priority 50, next to the engine, so it sees what the spider will see. Requests carry
+    ``meta["cw_list"]``: the list whose health they bear on (None: the whole source).
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    def process_response(
+        self, request: Request, response: Response, spider: Spider | None = None
+    ) -> Response:
+        outcome = outcome_for_status(response.status)
+        classify = getattr(self.crawler.spider, "classify_response", None)
+        if outcome == "ok" and classify is not None:
+            outcome = classify(response) or outcome
+        run_context(self.crawler).writer.add_fetch(
+            url=request.url,
+            outcome=outcome,
+            list_id=request.meta.get("cw_list"),
+            status=response.status,
+            sha256=hashlib.sha256(response.body).hexdigest(),
+        )
+        return response
+
+    def process_exception(
+        self, request: Request, exception: Exception, spider: Spider | None = None
+    ) -> None:
+        run_context(self.crawler).writer.add_fetch(
+            url=request.url,
+            outcome=outcome_for_exception(exception),
+            list_id=request.meta.get("cw_list"),
+            detail=f"{type(exception).__name__}: {exception}"[:1000],
+        )
+
+
+class BackoffRetryMiddleware(RetryMiddleware):
+    """Scrapy's retries, spaced out: the n-th retry waits ``CW_RETRY_BACKOFF * 2**(n-1)`` s."""
+
+    def __init__(self, settings: BaseSettings) -> None:
+        super().__init__(settings)
+        self.backoff = settings.getfloat("CW_RETRY_BACKOFF", 0.0)
+
+    def _retry(self, request: Request, reason: Any) -> Request | None:
+        retry = super()._retry(request, reason)
+        if retry is not None and self.backoff > 0:
+            retry.meta["cw_retry_delay"] = self.backoff * 2 ** (retry.meta["retry_times"] - 1)
+        return retry
+
+    async def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        delay = request.meta.pop("cw_retry_delay", 0)
+        if delay:
+            await deferred_to_future(task.deferLater(reactor, delay, lambda: None))

@@ -1,0 +1,49 @@
+"""What every portal spider shares: its registry entry and the politeness that comes with it."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import scrapy
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+
+from crawlers.registry import SourceDef, get_source
+
+
+class PortalSpider(scrapy.Spider):
+    """A spider bound to one registry source (``source_id``).
+
+    Politeness comes from the registry. When replaying a cassette there is no host to be
+    polite to, so delays, throttling and backoff are switched off.
+    """
+
+    source_id: ClassVar[str]
+
+    @classmethod
+    def source(cls) -> SourceDef:
+        return get_source(cls.source_id)
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        polite = cls.source().politeness
+        replaying = bool(settings.get("CW_CASSETTE")) and (
+            settings.get("CW_CASSETTE_MODE", "replay") == "replay"
+        )
+        overrides: dict[str, Any] = {
+            "DOWNLOAD_DELAY": 0 if replaying else polite.download_delay,
+            "AUTOTHROTTLE_ENABLED": not replaying,
+            "AUTOTHROTTLE_START_DELAY": polite.download_delay,
+            "AUTOTHROTTLE_MAX_DELAY": polite.autothrottle_max_delay,
+            "CONCURRENT_REQUESTS_PER_DOMAIN": 8 if replaying else polite.concurrency,
+            "RETRY_TIMES": polite.retry_times,
+            "CW_RETRY_BACKOFF": 0 if replaying else polite.retry_backoff,
+            "CW_CASSETTE_FILTER_QUERY": list(cls.source().filter_query_parameters),
+        }
+        settings.setdict(overrides, priority="spider")
+
+    def classify_response(self, response: Response) -> str | None:
+        """A portal-specific outcome for a response that looks fine by its status (e.g. a
+        challenge page served with 200); None when the status tells the whole story."""
+        return None

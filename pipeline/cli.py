@@ -1,0 +1,281 @@
+"""The ``creditwatch`` command line."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from w3lib.encoding import html_to_unicode
+
+from alerts.render import event_line
+from crawlers.registry import RegistryError, get_source, load_registry
+from pipeline.run import CrawlError, CrawlSpec, crawl
+from storage.archive import NotArchived, get_response
+from storage.engine import current_revision, database_url, get_engine, upgrade
+from storage.exports import export_records, query_events, write_csv, write_jsonl
+from storage.runs import get_run, list_runs, run_lists
+from storage.schema import RECORD_FIELDS
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+app = typer.Typer(
+    help="Scheduled spiders, one schema and change detection for China's public credit portals.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+# Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def connect() -> Any:
+    upgrade()
+    return get_engine().connect()
+
+
+@app.command()
+def sources() -> None:
+    """List the declared sources and their lists."""
+    table = Table("source", "name", "jurisdiction", "lists", "schedule")
+    for source in load_registry().values():
+        table.add_row(
+            source.id,
+            f"{source.name_zh}\n{source.name_en}",
+            f"{source.jurisdiction} ({source.region_code})",
+            "\n".join(f"{lst.id} [{lst.list_kind}]" for lst in source.lists),
+            f"{source.cron} {source.timezone}",
+        )
+    out.print(table)
+
+
+@app.command("crawl")
+def crawl_cmd(
+    source: Annotated[str, typer.Argument(help="Source id (see `creditwatch sources`).")],
+    replay: Annotated[
+        Path | None, typer.Option(help="Replay this cassette; never touches the network.")
+    ] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Crawl live and record every response into this cassette.")
+    ] = None,
+    delist_after: Annotated[
+        int, typer.Option(help="Consecutive healthy absences before `disappeared`.")
+    ] = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Scrapy's log.")] = False,
+) -> None:
+    """One run: fetch, archive, normalise, store, detect; then a summary and the run's events."""
+    if replay and record:
+        raise fail("--replay and --record exclude each other")
+    mode = "replay" if replay else "record" if record else "live"
+    try:
+        get_source(source)
+        spec = CrawlSpec(
+            source=source,
+            mode=mode,
+            cassette=replay or record,
+            delist_after=delist_after,
+            log_level="INFO" if verbose else "WARNING",
+        )
+    except (RegistryError, CrawlError) as exc:
+        raise fail(str(exc)) from None
+    with out.status(f"crawling {source} ({mode})…") as status:
+        run_id = crawl(spec, progress=lambda n: status.update(f"crawling {source}: {n} responses"))
+    print_run(run_id, with_events=True)
+    with get_engine().connect() as conn:
+        if get_run(conn, run_id).state in ("failed", "aborted"):
+            raise typer.Exit(1)
+
+
+def print_run(run_id: str, with_events: bool) -> None:
+    with get_engine().connect() as conn:
+        run = get_run(conn, run_id)
+        lists = run_lists(conn, run_id)
+        events = list(query_events(conn, run_id=run_id))
+    summary = run.summary or {}
+    colour = {"healthy": "green", "degraded": "yellow"}.get(run.state, "red")
+    out.print(
+        f"run [bold]{run.run_id}[/bold] ({run.mode}) [{colour}]{run.state}[/{colour}]  "
+        f"clock {run.started_at.isoformat() if run.started_at else '—'} ({run.clock_origin})"
+    )
+    if run.error:
+        out.print(f"  error: {run.error}")
+    kinds = Counter(e["event"] for e in events)
+    out.print(
+        f"  pages {run.pages}  records {run.records}  events {len(events)}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")" if kinds else "")
+    )
+    for lst in lists:
+        colour = {"healthy": "green", "degraded": "yellow"}.get(lst.health, "red")
+        out.print(
+            f"  {lst.list:<20} [{colour}]{lst.health:<8}[/{colour}] pages {lst.pages}  "
+            f"rows {lst.rows_seen}/{lst.rows_declared if lst.rows_declared is not None else '?'}  "
+            f"records {lst.records}"
+        )
+        for finding in lst.findings or []:
+            line = finding.get("detail") or ""
+            if finding.get("outcome"):
+                line = f"{finding['outcome']} ×{finding.get('count', 1)}: " + ", ".join(
+                    finding.get("urls") or [finding.get("example_url", "")]
+                ) + (f" ({finding['detail']})" if finding.get("detail") else "")
+            out.print(f"      ! {line}", markup=False)
+    outcomes = summary.get("outcomes", {})
+    if outcomes:
+        out.print(
+            "  fetch outcomes: "
+            + ", ".join(f"{name} {v['count']}" for name, v in outcomes.items()),
+            markup=False,
+        )
+    if with_events:
+        shown = [e for e in events if not e["baseline"]]
+        if len(shown) < len(events):
+            out.print(f"  ({len(events) - len(shown)} baseline listings not shown)")
+        for event in shown:
+            out.print("  " + event_line(event), markup=False)
+
+
+@app.command()
+def changes(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Asia/Shanghai date (YYYY-MM-DD), inclusive.")
+    ] = None,
+    run: Annotated[str | None, typer.Option(help="Only events of this run id.")] = None,
+    format: Annotated[str, typer.Option(help="table or jsonl.")] = "table",
+) -> None:
+    """Change events as schema objects."""
+    since_at = None
+    if since:
+        try:
+            since_at = datetime.combine(date.fromisoformat(since), datetime.min.time(), SHANGHAI)
+        except ValueError:
+            raise fail(f"--since wants a date like 2025-11-22, not {since!r}") from None
+    if format not in ("table", "jsonl"):
+        raise fail("--format is table or jsonl")
+    with connect() as conn:
+        events = list(query_events(conn, source=source, run_id=run, since=since_at))
+    if format == "jsonl":
+        write_jsonl(events, sys.stdout)
+        return
+    table = Table("at", "event", "list", "entity", "case / title", "cause / changes")
+    for e in events:
+        detail = e["cause"] or (", ".join(e["changes"]) if e["changes"] else "")
+        if e["baseline"]:
+            detail = "baseline"
+        table.add_row(
+            e["at"][:19], e["event"], e["list"], e["entity_name"] or "",
+            e["case_number"] or e["title"] or "", detail,
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def export(
+    source: Annotated[str, typer.Argument(help="Source id.")],
+    list_: Annotated[
+        str | None, typer.Option("--list", help="Full list id or its suffix.")
+    ] = None,
+    include_removed: Annotated[bool, typer.Option(help="Also entries now removed.")] = False,
+    format: Annotated[str, typer.Option(help="jsonl or csv.")] = "jsonl",
+    out_path: Annotated[Path | None, typer.Option("--out", help="File (default stdout).")] = None,
+) -> None:
+    """Records in the schema, one per row: what each list's latest healthy run saw."""
+    try:
+        src = get_source(source)
+        lists = [src.list(list_).id] if list_ else list(src.list_ids)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    if format not in ("jsonl", "csv"):
+        raise fail("--format is jsonl or csv")
+    with connect() as conn:
+        records, unvouched = export_records(conn, src.id, lists, include_removed=include_removed)
+    for list_id in unvouched:
+        err.print(f"[yellow]warning:[/yellow] {list_id} has no healthy run yet; none exported")
+    stream = out_path.open("w", encoding="utf-8", newline="") if out_path else sys.stdout
+    try:
+        if format == "csv":
+            count = write_csv(records, stream, RECORD_FIELDS)
+        else:
+            count = write_jsonl(records, stream)
+    finally:
+        if out_path:
+            stream.close()
+    if out_path:
+        err.print(f"{count} records → {out_path}")
+
+
+@app.command()
+def runs(source: Annotated[str | None, typer.Option(help="Only this source.")] = None) -> None:
+    """Recent runs with their health and counts."""
+    table = Table("run", "mode", "state", "clock (UTC)", "pages", "records", "events", "lists")
+    with connect() as conn:
+        for run in list_runs(conn, source):
+            health = ", ".join(f"{r.list.split('.', 1)[-1]}:{r.health}" for r in run_lists(conn, run.run_id))
+            table.add_row(
+                run.run_id, run.mode, run.state,
+                run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "—",
+                str(run.pages), str(run.records), str(run.events), health,
+            )  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def raw(
+    sha: Annotated[str, typer.Argument(help="sha256 of an archived body (6+ hex digits).")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write the body bytes, as received, here.")
+    ] = None,
+) -> None:
+    """Show an archived response: request, status, headers and the decoded body."""
+    try:
+        with connect() as conn:
+            response = get_response(conn, sha)
+    except NotArchived as exc:
+        raise fail(str(exc)) from None
+    if out_path:
+        out_path.write_bytes(response.body)
+        err.print(f"{len(response.body)} bytes → {out_path}")
+        return
+    print(f"{response.method} {response.url}")
+    print(f"status {response.status}  fetched {response.fetched_at}  run {response.run_id}")
+    print(f"sha256 {response.sha256}")
+    for name, value in response.headers:
+        print(f"{name}: {value}")
+    print()
+    print(decode_body(response.body, response.headers))
+
+
+def decode_body(body: bytes, headers: list[list[str]]) -> str:
+    """The body as text, in the charset the response declared (header or ``<meta>``)."""
+    content_type = next((v for n, v in headers if n.lower() == "content-type"), None)
+    _, text = html_to_unicode(content_type, body)
+    return text
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database (DATABASE_URL, default ./data/creditwatch.sqlite) to the newest schema."""
+    upgrade()
+    out.print(f"{database_url()} at revision {current_revision()}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Which database is in use and its schema revision."""
+    out.print(f"{database_url()} at revision {current_revision() or '(empty)'}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,85 @@
+"""Closing a crawl: judge each list's health, then detect changes, in one transaction."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from crawlers.registry import get_source
+from pipeline.health import FetchOutcome, PageSeen, judge_run, outcome_summary, run_state
+from storage.lifecycle import RunDetection, apply_run
+from storage.runs import (
+    fetch_rows,
+    finish_run,
+    get_run,
+    list_page_rows,
+    missing_required,
+    staged_counts,
+    store_health,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def finalize_run(engine: Engine, run_id: str) -> str:
+    """Judge the run, merge its records and raise its events; returns the run state."""
+    with engine.begin() as conn:
+        run = get_run(conn, run_id)
+        source = get_source(run.source)
+        lists = list(source.list_ids)
+        fetches = [
+            FetchOutcome(r.url, r.outcome, r.list, r.status, r.detail)
+            for r in fetch_rows(conn, run_id)
+        ]
+        page_rows = list_page_rows(conn, run_id)
+        pages = [
+            PageSeen(p.list, p.url, p.page_no, p.rows, p.declared_total, p.declared_pages)
+            for p in page_rows
+        ]
+        records = staged_counts(conn, run_id)
+        missing = missing_required(
+            conn, run_id, {lst.id: lst.required_fields for lst in source.lists}
+        )
+        judged = judge_run(lists, fetches, pages, records, missing)
+        at = run.started_at.astimezone(UTC)
+        detection = RunDetection(
+            run_id=run_id,
+            source=source.id,
+            seq=run.seq,
+            at=at,
+            run_date=at.astimezone(SHANGHAI).date(),
+            lists=lists,
+            healthy={lh.list for lh in judged if lh.health == "healthy"},
+            delist_after=run.delist_after,
+            absence_evidence={
+                list_id: {
+                    "list_pages": [
+                        {"url": p.url, "raw_sha256": p.sha256}
+                        for p in page_rows
+                        if p.list == list_id
+                    ]
+                }
+                for list_id in lists
+            },
+        )
+        events: Counter[str] = apply_run(conn, detection)
+        state = run_state(judged)
+        store_health(conn, run_id, [lh.as_row() for lh in judged])
+        finish_run(
+            conn,
+            run_id,
+            state=state,
+            ended_at=at if run.mode == "replay" else datetime.now(UTC),
+            pages=sum(1 for f in fetches if f.outcome == "ok"),
+            records=sum(records.values()),
+            events=sum(events.values()),
+            summary={
+                "lists": {lh.list: lh.as_row() for lh in judged},
+                "outcomes": outcome_summary(fetches),
+                "events": dict(sorted(events.items())),
+            },
+        )
+    return state

@@ -1,0 +1,169 @@
+"""Portal labels → schema fields.
+
+Labels are matched after folding (NFKC, no whitespace, no trailing ``：``/``:``), so
+``罚款金额（万元）：`` and ``罚款金额(万元)`` are the same label. Where a page shows several labels
+for one field, the one listed first below wins and the others are kept in ``extra``.
+
+Besides schema fields, a label may map to a helper target starting with ``_`` (read by the
+normaliser, e.g. a type label or a 万元 amount column, and also kept in ``extra``), to
+``extra`` (keep only) or to ``ignore`` (page furniture such as 序号, never content).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+
+SCHEMA_TARGETS = (
+    "entity_name",
+    "uscc",
+    "id_number_masked",
+    "legal_representative",
+    "registration_no",
+    "case_number",
+    "title",
+    "reason",
+    "basis",
+    "measure",
+    "authority",
+    "decided_on",
+    "published_on",
+    "valid_until",
+)
+HELPER_TARGETS = (
+    "_type_label",
+    "_penalty_category",
+    "_fine_wan",
+    "_fine_yuan",
+    "_fine_amount",
+    "_confiscated_wan",
+    "_confiscated_yuan",
+    "_confiscated_amount",
+)
+CONTROL_TARGETS = ("extra", "ignore")
+TARGETS = frozenset(SCHEMA_TARGETS + HELPER_TARGETS + CONTROL_TARGETS)
+
+# target → labels, highest priority first. Sources: Xiamen travel portal, the 双公示
+# standard (both generations, incl. Credit China's pinyin keys), SPC and tax lists.
+_LABELS: dict[str, tuple[str, ...]] = {
+    "entity_name": (
+        "主体名称", "名称", "姓名", "行政相对人名称", "企业名称", "单位名称", "当事人名称",
+        "当事人", "被处罚单位", "被处罚人", "被执行人姓名/名称", "被执行人姓名", "被执行人名称",
+        "纳税人名称", "cf_xdr_mc", "xk_xdr_mc", "iname",
+    ),
+    "uscc": (
+        "统一社会信用代码", "行政相对人代码_1(统一社会信用代码)", "行政相对人代码_1",
+        "社会信用代码", "cf_xdr_shxym", "xk_xdr_shxym",
+    ),
+    "id_number_masked": (
+        "证件号码", "身份证号码", "身份证号", "居民身份证号", "居民身份证号码", "身份证件号码",
+        "行政相对人代码_5(居民身份证号)", "cf_xdr_zjhm", "xk_xdr_zjhm", "cf_xdr_sfz",
+    ),
+    "legal_representative": (
+        "法定代表人", "负责人", "法定代表人(负责人)", "法定代表人或负责人",
+        "法定代表人或者负责人姓名", "法人代表", "经营者", "cf_frdb", "cf_fddb", "xk_frdb",
+        "businessentity",
+    ),
+    "registration_no": (
+        "许可证编号", "导游证号", "导游证编号", "注册号", "许可证号", "经营许可证编号",
+        "经营许可证号", "许可编号", "证书编号", "工商注册号", "工商登记码",
+        "行政相对人代码_2(工商注册号)", "行政相对人代码_3(工商登记码)",
+        "行政相对人代码_5(事业单位证书号)", "行政相对人代码_6(社会组织登记证号)",
+        "事业单位证书号", "社会组织登记证号", "xk_xkbh", "cf_xdr_gszc", "xk_xdr_gszc",
+    ),
+    "case_number": (
+        "案件编号", "行政处罚决定书文号", "处罚决定书文号", "决定书文号", "处罚文号", "案号",
+        "行政许可决定文书号", "行政许可决定书文号", "许可决定书文号", "文书号", "cf_wsh",
+        "xk_wsh", "casecode",
+    ),
+    "title": ("荣誉名称", "荣誉称号", "表彰名称", "奖项名称"),
+    "reason": (
+        "违法事由", "违法行为类型", "处罚事由", "列入事由", "列入原因", "失信情形",
+        "失信被执行人行为具体情形", "案件性质", "违法行为", "cf_wfxw", "disrupttypename",
+    ),
+    "basis": ("处罚依据", "列入依据", "认定依据", "法律依据", "cf_yj"),
+    "measure": ("处罚结果", "处罚内容", "惩戒措施", "处罚决定", "cf_nr", "cf_jg"),
+    "authority": (
+        "处罚机关", "认定部门", "认定机关", "认定单位", "列入机关", "列入部门", "决定机关",
+        "作出决定机关", "许可机关", "执行法院", "实施检查的单位", "cf_cfjg", "cf_xzjg",
+        "xk_xkjg", "courtname",
+    ),
+    "decided_on": (
+        "处罚日期", "处罚决定日期", "认定日期", "认定时间", "列入日期", "列入时间", "决定日期",
+        "作出决定日期", "许可决定日期", "处罚时间", "cf_jdrq", "xk_jdrq",
+    ),
+    "published_on": (
+        "发布日期", "发布时间", "公示日期", "公示时间", "公布日期", "公布时间", "publishdate",
+    ),
+    "valid_until": (
+        "公示截止日期", "公示截止期", "有效期至", "有效期截止", "有效截止日期", "许可截止期",
+        "cf_gsjzq", "xk_yxqzi",
+    ),
+    "_type_label": (
+        "主体类型", "行政相对人类别", "主体类别", "当事人类型", "cf_xdr_lb", "xk_xdr_lb",
+    ),
+    "_penalty_category": ("处罚类别", "处罚类别1", "处罚类别2", "处罚种类", "cf_cflb"),
+    "_fine_wan": ("罚款金额(万元)", "cf_nr_fk"),
+    "_fine_yuan": ("罚款金额(元)",),
+    "_fine_amount": ("罚款金额", "罚款数额"),
+    "_confiscated_wan": (
+        "没收违法所得、没收非法财物的金额(万元)", "没收金额(万元)", "没收违法所得(万元)",
+        "cf_nr_wfff",
+    ),
+    "_confiscated_yuan": ("没收金额(元)", "没收违法所得(元)"),
+    "_confiscated_amount": ("没收金额", "没收违法所得金额"),
+    "ignore": ("序号", "操作", "查看", "详情", "选择"),
+}  # fmt: skip
+
+_TRAILING_RE = re.compile(r"[\s:：]+$")
+_SPACE_RE = re.compile(r"\s+")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def display_label(label: str) -> str:
+    """The label as the portal wrote it, minus surrounding whitespace and a trailing colon:
+    the key used in ``extra``."""
+    return _TRAILING_RE.sub("", label.strip().lstrip("*＊"))
+
+
+def canonical_label(label: str) -> str:
+    """Folded label for lookups: NFKC, no whitespace or trailing colon, ASCII lower-case."""
+    text = unicodedata.normalize("NFKC", display_label(label))
+    return _SPACE_RE.sub("", text).rstrip(":").translate(_ASCII_LOWER)
+
+
+def _build() -> dict[str, tuple[str, int]]:
+    table: dict[str, tuple[str, int]] = {}
+    for target, labels in _LABELS.items():
+        for rank, label in enumerate(labels):
+            key = canonical_label(label)
+            if key in table:
+                raise ValueError(f"label {label!r} mapped twice")
+            table[key] = (target, rank)
+    return table
+
+
+LABEL_MAP: dict[str, tuple[str, int]] = _build()
+
+
+def lookup(label: str, overrides: dict[str, str] | None = None) -> tuple[str, int]:
+    """``(target, rank)`` for a portal label; unknown labels are ``("extra", 0)``.
+
+    ``overrides`` (label → target) come from a source's registry entry and win over the
+    built-in table; an override ranks before every built-in label of its target.
+    """
+    key = canonical_label(label)
+    if overrides:
+        for o_label, target in overrides.items():
+            if canonical_label(o_label) == key:
+                if target not in TARGETS:
+                    raise ValueError(f"unknown label target {target!r} for {o_label!r}")
+                return target, -1
+    return LABEL_MAP.get(key, ("extra", 0))
+
+
+def field_for_label(label: str, overrides: dict[str, str] | None = None) -> str | None:
+    """The schema field (or helper target) a label fills, or None when it only goes to extra."""
+    target, _ = lookup(label, overrides)
+    return None if target in CONTROL_TARGETS else target

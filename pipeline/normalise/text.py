@@ -1,0 +1,96 @@
+"""Text hygiene and match keys.
+
+Display values keep the published text (only trimmed and entity-decoded), so a reader sees
+what the portal showed. All folding happens in the ``*_key`` functions, which exist only for
+matching the same thing published in different widths, scripts and bracket styles.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import string
+import unicodedata
+from functools import lru_cache
+
+import opencc
+
+# Whitespace as portals produce it: str.isspace() covers U+3000 and U+00A0; zero-width
+# characters and the BOM are invisible too and leak in from copy-pasted office documents.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_TRIM_RE = re.compile(rf"^[\s{_INVISIBLE}]+|[\s{_INVISIBLE}]+$")
+_SPACE_RE = re.compile(rf"[\s{_INVISIBLE}]+")
+
+# Values portals print instead of leaving a cell empty. Compared after NFKC, whitespace
+# removal and ASCII lower-casing.
+PLACEHOLDERS: frozenset[str] = frozenset(
+    {"", "无", "暂无", "空", "无数据", "未公示", "不公示", "null", "none", "nil", "nan", "n/a"}
+)
+# Cells made only of dashes, slashes, dots or equals signs (`—`, `--`, `/`, `——`, `.`, `=`).
+_FILLER_RE = re.compile(r"[-‐‑‒–—―─━_~·・./\\=]+")
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+# Case numbers use every bracket style for the same year (〔2019〕, [2019], （2019）...).
+_BRACKETS = str.maketrans({"〔": "(", "〕": ")", "[": "(", "]": ")", "【": "(", "】": ")",
+                           "〖": "(", "〗": ")", "（": "(", "）": ")"})  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _t2s() -> opencc.OpenCC:
+    """One converter per process: building it loads OpenCC's dictionaries."""
+    return opencc.OpenCC("t2s")
+
+
+def trim(s: str) -> str:
+    """Strip whitespace (incl. U+3000, U+00A0) and zero-width characters at both ends."""
+    return _TRIM_RE.sub("", s)
+
+
+def is_placeholder(s: str) -> bool:
+    """True for the texts portals use to mean "no value" (`—`, `-`, `/`, `无`, `暂无` ...)."""
+    folded = _SPACE_RE.sub("", unicodedata.normalize("NFKC", s)).translate(_ASCII_LOWER)
+    return folded in PLACEHOLDERS or _FILLER_RE.fullmatch(folded) is not None
+
+
+def clean_text(s: str | None) -> str | None:
+    """Published text made safe to store: entities decoded, trimmed, placeholders → None.
+
+    Nothing else changes (no tag stripping, no width folding): the schema promises the text
+    as published, and a hostile-looking name is still the name the portal showed.
+    """
+    if s is None:
+        return None
+    text = trim(html.unescape(str(s)))
+    if is_placeholder(text):
+        return None
+    return text
+
+
+def fold(s: str) -> str:
+    """NFKC, traditional → simplified, all whitespace removed, ASCII lower-cased."""
+    text = unicodedata.normalize("NFKC", s)
+    text = _t2s().convert(text)
+    text = _SPACE_RE.sub("", text)
+    return text.translate(_ASCII_LOWER)
+
+
+def name_key(s: str | None) -> str | None:
+    """The schema's ``entity_name_key``: ``廈門（集團）有限公司 `` → ``厦门(集团)有限公司``."""
+    if s is None:
+        return None
+    key = fold(s)
+    return key or None
+
+
+def case_number_key(s: str | None) -> str | None:
+    """The schema's ``case_number_key``: NFKC, no whitespace, every bracket pair → ``()``.
+
+    ``厦文旅罚〔2019〕12号`` → ``厦文旅罚(2019)12号``; no script conversion, since case
+    numbers are issued in simplified characters and must match exactly otherwise.
+    """
+    if s is None:
+        return None
+    text = unicodedata.normalize("NFKC", s)
+    text = _SPACE_RE.sub("", text).translate(_BRACKETS)
+    return text or None

@@ -1,0 +1,110 @@
+"""Running one crawl of a source: create the run, crawl in a child process, report.
+
+The crawl runs in its own process (``python -m scrapy crawl``): Twisted's reactor cannot
+restart, so this keeps ``crawl`` callable any number of times from one program (tests, the
+scheduler), and a crawl that dies cannot take its caller down. The child writes everything
+to the database; the run row tells how it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from crawlers.registry import get_source
+from storage.engine import database_url, get_engine, upgrade
+from storage.models import RawResponse
+from storage.runs import create_run, fail_run, get_run, set_pid
+
+MODES = ("live", "replay", "record")
+
+
+class CrawlError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class CrawlSpec:
+    source: str
+    mode: str = "live"
+    cassette: Path | None = None
+    delist_after: int = 2
+    log_level: str = "WARNING"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise CrawlError(f"mode must be one of {MODES}")
+        if self.mode != "live" and self.cassette is None:
+            raise CrawlError(f"{self.mode} needs a cassette path")
+        if self.mode == "replay" and not self.cassette.is_file():  # type: ignore[union-attr]
+            raise CrawlError(f"cassette {self.cassette} does not exist")
+        if self.delist_after < 1:
+            raise CrawlError("--delist-after must be at least 1")
+
+
+def scrapy_command(spec: CrawlSpec, run_id: str) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "scrapy", "crawl", spec.source,
+        "-s", f"CW_RUN_ID={run_id}",
+        "-s", f"CW_DELIST_AFTER={spec.delist_after}",
+        "-s", f"LOG_LEVEL={spec.log_level}",
+    ]  # fmt: skip
+    if spec.cassette is not None:
+        cmd += ["-s", f"CW_CASSETTE={spec.cassette.resolve()}"]
+        cmd += ["-s", f"CW_CASSETTE_MODE={spec.mode}"]
+    return cmd
+
+
+def crawl(
+    spec: CrawlSpec,
+    *,
+    url: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> str:
+    """One run of ``spec.source``: fetch, archive, normalise, store, detect. Returns its id."""
+    url = url or database_url()
+    source = get_source(spec.source)
+    upgrade(url)
+    engine = get_engine(url)
+    run_id = create_run(
+        engine,
+        source,
+        mode=spec.mode,
+        cassette=str(spec.cassette) if spec.cassette else None,
+        delist_after=spec.delist_after,
+    )
+    env = {**os.environ, "DATABASE_URL": url, "SCRAPY_SETTINGS_MODULE": "crawlers.settings"}
+    child = subprocess.Popen(scrapy_command(spec, run_id), env=env)
+    set_pid(engine, run_id, child.pid)
+    while child.poll() is None:
+        if progress is not None:
+            progress(_responses_so_far(url, run_id))
+        time.sleep(0.3)
+    with engine.connect() as conn:
+        state = get_run(conn, run_id).state
+    if state == "running":
+        killed = child.returncode < 0
+        fail_run(
+            engine,
+            run_id,
+            "aborted" if killed else "failed",
+            f"crawl process {'killed by signal ' + str(-child.returncode) if killed else 'exited with ' + str(child.returncode)}",
+            datetime.now(UTC),
+        )
+    return run_id
+
+
+def _responses_so_far(url: str, run_id: str) -> int:
+    table = RawResponse.__table__
+    with get_engine(url).connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(table).where(table.c.run_id == run_id)
+        ).scalar_one()

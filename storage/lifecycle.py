@@ -1,0 +1,379 @@
+"""Change detection: merge one run's staged records into ``records`` and raise events.
+
+Everything is set-based SQL over whole lists (national lists reach millions of entries);
+Python only touches the rows whose content changed, to spell out field-level ``changes``.
+The lifecycle follows SCHEMA.md: baseline ``listed`` on a list's first run; ``listed``,
+``modified``, ``relisted``; ``delisted`` by ``expired`` when the run's date passes
+``valid_until``, or by ``disappeared`` after N consecutive healthy absences. A list that is
+not healthy in the run never counts absence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from storage.models import Event, Record, RecordHistory, RunRecord
+from storage.sql import json_object, sha256_hex
+from storage.types import JSONType
+
+RECORDS = Record.__table__
+STAGED = RunRecord.__table__
+EVENTS = Event.__table__
+HISTORY = RecordHistory.__table__
+
+# Fields that describe provenance or lifecycle, not the published content (SCHEMA.md).
+NON_CONTENT_FIELDS = frozenset({"status", "first_seen", "last_seen", "source_url", "raw_sha256"})
+PROVENANCE_EXTRA_KEYS = frozenset({"pages"})
+
+
+@dataclass
+class RunDetection:
+    """What change detection needs to know about one finished crawl."""
+
+    run_id: str
+    source: str
+    seq: int
+    at: datetime
+    run_date: date
+    lists: list[str]
+    healthy: set[str]
+    delist_after: int = 2
+    absence_evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def event_id(run_id: str, list_id: str, record_key: str, kind: str) -> str:
+    """Stable id of an event; the SQL side computes the same value with ``sha256_hex``."""
+    return hashlib.sha256(f"{run_id}|{list_id}|{record_key}|{kind}".encode()).hexdigest()[:32]
+
+
+def _sql_event_id(run_id: str, list_col: Any, key_col: Any, kind: str) -> Any:
+    text = literal(f"{run_id}|", String) + list_col + "|" + key_col + f"|{kind}"
+    return func.substr(sha256_hex(text), 1, 32)
+
+
+def _json_text(col: Any, key: str) -> Any:
+    return col[key].as_string()
+
+
+def content_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [old, new]}`` over content fields; ``extra`` is compared label by label."""
+    changes: dict[str, list[Any]] = {}
+    for name in sorted(set(old) | set(new)):
+        if name in NON_CONTENT_FIELDS:
+            continue
+        before, after = old.get(name), new.get(name)
+        if name == "extra":
+            before, after = before or {}, after or {}
+            for label in sorted(set(before) | set(after)):
+                if label not in PROVENANCE_EXTRA_KEYS and before.get(label) != after.get(label):
+                    changes[f"extra.{label}"] = [before.get(label), after.get(label)]
+        elif before != after:
+            changes[name] = [before, after]
+    return changes
+
+
+def baseline_lists(conn: Connection, lists: list[str]) -> list[str]:
+    """Lists with no stored entry yet: this run is their baseline."""
+    known = set(
+        conn.execute(select(RECORDS.c.list).where(RECORDS.c.list.in_(lists)).distinct()).scalars()
+    )
+    return [lst for lst in lists if lst not in known]
+
+
+def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
+    """Merge the run's staged records and raise its events, in the caller's transaction."""
+    counts: Counter[str] = Counter()
+    staged = STAGED.c
+    rec = RECORDS.c
+    this_run = staged.run_id == run.run_id
+    same_entry = and_(rec.list == staged.list, rec.record_key == staged.record_key)
+    staged_valid = or_(staged.valid_until.is_(None), staged.valid_until >= run.run_date)
+    staged_status = case((staged_valid, "active"), else_="expired")
+    staged_evidence = json_object(
+        "source_url",
+        _json_text(staged.data, "source_url"),
+        "raw_sha256",
+        _json_text(staged.data, "raw_sha256"),
+    )
+    baselines = baseline_lists(conn, run.lists)
+
+    def staged_event(kind: str, cause: str | None, baseline: Any) -> list[Any]:
+        return [
+            _sql_event_id(
+                run.run_id, staged.list, staged.record_key, kind if not cause else f"{kind}:{cause}"
+            ),
+            literal(kind),
+            staged.source,
+            staged.list,
+            staged.record_key,
+            staged.entity_id,
+            _json_text(staged.data, "entity_name"),
+            _json_text(staged.data, "case_number"),
+            _json_text(staged.data, "title"),
+            literal(cause, String) if cause else null(),
+            baseline,
+            literal(run.run_id),
+            literal(run.at, EVENTS.c.at.type),
+            staged_evidence,
+        ]
+
+    event_cols = [
+        "event_id",
+        "event",
+        "source",
+        "list",
+        "record_key",
+        "entity_id",
+        "entity_name",
+        "case_number",
+        "title",
+        "cause",
+        "baseline",
+        "run_id",
+        "at",
+        "evidence",
+    ]
+
+    def insert_events(rows: Any) -> int:
+        return conn.execute(insert(EVENTS).from_select(event_cols, rows)).rowcount
+
+    # 1. New entries: `listed` (baseline on a list's first run; none for the already expired).
+    is_new = ~exists().where(same_entry)
+    counts["listed"] += insert_events(
+        select(
+            *staged_event(
+                "listed", None, staged.list.in_(baselines) if baselines else literal(False)
+            )
+        )
+        .where(this_run, is_new, staged_valid)
+        .order_by(staged.list, staged.record_key)
+    )
+    conn.execute(
+        insert(RECORDS).from_select(
+            [
+                "source",
+                "list",
+                "record_key",
+                "entity_id",
+                "entity_name",
+                "uscc",
+                "case_number",
+                "title",
+                "valid_until",
+                "status",
+                "first_seen",
+                "last_seen",
+                "absent_runs",
+                "content_hash",
+                "last_run_id",
+                "data",
+            ],
+            select(
+                staged.source,
+                staged.list,
+                staged.record_key,
+                staged.entity_id,
+                _json_text(staged.data, "entity_name"),
+                _json_text(staged.data, "uscc"),
+                _json_text(staged.data, "case_number"),
+                _json_text(staged.data, "title"),
+                staged.valid_until,
+                staged_status,
+                literal(run.at, rec.first_seen.type),
+                literal(run.at, rec.last_seen.type),
+                literal(0),
+                staged.content_hash,
+                literal(run.run_id),
+                staged.data,
+            ).where(this_run, is_new),
+        )
+    )
+
+    # 2. Entries seen before: relisted, modified, expired.
+    seen_before = and_(this_run, same_entry, rec.last_run_id != run.run_id)
+    counts["relisted"] += insert_events(
+        select(*staged_event("relisted", None, literal(False)))
+        .where(seen_before, rec.status != "active", staged_valid)
+        .order_by(staged.list, staged.record_key)
+    )
+    counts["modified"] += _insert_modified(conn, run, seen_before)
+    counts["delisted"] += insert_events(
+        select(*staged_event("delisted", "expired", literal(False)))
+        .where(seen_before, rec.status == "active", ~staged_valid)
+        .order_by(staged.list, staged.record_key)
+    )
+    conn.execute(
+        update(RECORDS)
+        .where(same_entry, this_run)
+        .values(
+            entity_id=staged.entity_id,
+            entity_name=_json_text(staged.data, "entity_name"),
+            uscc=_json_text(staged.data, "uscc"),
+            case_number=_json_text(staged.data, "case_number"),
+            title=_json_text(staged.data, "title"),
+            valid_until=staged.valid_until,
+            status=staged_status,
+            last_seen=run.at,
+            absent_runs=0,
+            content_hash=staged.content_hash,
+            last_run_id=run.run_id,
+            data=staged.data,
+        )
+    )
+
+    # 3. Absence, only where the list was healthy in this run.
+    if run.healthy:
+        absent = and_(
+            rec.list.in_(sorted(run.healthy)),
+            rec.status.in_(("active", "expired")),
+            rec.last_run_id != run.run_id,
+        )
+        conn.execute(update(RECORDS).where(absent).values(absent_runs=rec.absent_runs + 1))
+        gone = and_(absent, rec.absent_runs >= run.delist_after)
+        for list_id in sorted(run.healthy):
+            evidence = run.absence_evidence.get(list_id, {})
+            counts["delisted"] += insert_events(
+                select(
+                    _sql_event_id(run.run_id, rec.list, rec.record_key, "delisted:disappeared"),
+                    literal("delisted"),
+                    rec.source,
+                    rec.list,
+                    rec.record_key,
+                    rec.entity_id,
+                    rec.entity_name,
+                    rec.case_number,
+                    rec.title,
+                    literal("disappeared"),
+                    literal(False),
+                    literal(run.run_id),
+                    literal(run.at, EVENTS.c.at.type),
+                    literal(evidence, JSONType),
+                )
+                .where(gone, rec.list == list_id, rec.status == "active")
+                .order_by(rec.record_key)
+            )
+        conn.execute(update(RECORDS).where(gone).values(status="removed"))
+
+    _extend_history(conn, run)
+    conn.execute(STAGED.delete().where(this_run))
+    return counts
+
+
+def _insert_modified(conn: Connection, run: RunDetection, seen_before: Any) -> int:
+    staged, rec = STAGED.c, RECORDS.c
+    rows = conn.execute(
+        select(
+            staged.source,
+            staged.list,
+            staged.record_key,
+            staged.entity_id,
+            rec.data.label("old"),
+            staged.data.label("new"),
+        )
+        .where(seen_before, rec.content_hash != staged.content_hash)
+        .order_by(staged.list, staged.record_key)
+    ).all()
+    events = []
+    for row in rows:
+        changes = content_changes(row.old, row.new)
+        if not changes:
+            continue
+        events.append(
+            {
+                "event_id": event_id(run.run_id, row.list, row.record_key, "modified"),
+                "event": "modified",
+                "source": row.source,
+                "list": row.list,
+                "record_key": row.record_key,
+                "entity_id": row.entity_id,
+                "entity_name": row.new.get("entity_name"),
+                "case_number": row.new.get("case_number"),
+                "title": row.new.get("title"),
+                "cause": None,
+                "changes": changes,
+                "baseline": False,
+                "run_id": run.run_id,
+                "at": run.at,
+                "evidence": {
+                    "source_url": row.new.get("source_url"),
+                    "raw_sha256": row.new.get("raw_sha256"),
+                },
+            }
+        )
+    if events:
+        conn.execute(insert(EVENTS), events)
+    return len(events)
+
+
+def _extend_history(conn: Connection, run: RunDetection) -> None:
+    """Record what this run saw as intervals of runs per version of each entry."""
+    rec, hist = RECORDS.c, HISTORY.c
+    seen_now = and_(rec.source == run.source, rec.last_run_id == run.run_id)
+    previous = conn.execute(
+        select(func.max(hist.last_run_seq)).where(
+            hist.source == run.source, hist.last_run_seq < run.seq
+        )
+    ).scalar()
+    if previous is not None:
+        conn.execute(
+            update(HISTORY)
+            .where(
+                hist.source == run.source,
+                hist.last_run_seq == previous,
+                exists().where(
+                    rec.id == hist.record_id,
+                    seen_now,
+                    rec.content_hash == hist.content_hash,
+                    rec.status == hist.status,
+                ),
+            )
+            .values(last_run_seq=run.seq, last_at=run.at)
+        )
+    already = exists().where(hist.record_id == rec.id, hist.last_run_seq == run.seq)
+    conn.execute(
+        insert(HISTORY).from_select(
+            [
+                "record_id",
+                "source",
+                "list",
+                "first_run_seq",
+                "last_run_seq",
+                "first_at",
+                "last_at",
+                "status",
+                "content_hash",
+                "data",
+            ],
+            select(
+                rec.id,
+                rec.source,
+                rec.list,
+                literal(run.seq),
+                literal(run.seq),
+                literal(run.at, hist.first_at.type),
+                literal(run.at, hist.last_at.type),
+                rec.status,
+                rec.content_hash,
+                rec.data,
+            ).where(seen_now, ~already),
+        )
+    )

@@ -1,0 +1,225 @@
+"""The database: sources, runs with their fetch log and raw archive, records and events.
+
+Table and column names follow ``SCHEMA.md`` so the SQLite file reads well in Datasette.
+``records`` is the current state of every entry; ``record_history`` keeps each version as an
+interval of runs (which run first and last saw it with those values), so any past run's view
+of a list can be rebuilt; ``run_records`` is the staging area one run fills before change
+detection merges it, invisible to readers until then.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import JSONType, UTCDateTime
+
+# Aliases, because a column named ``list`` shadows the builtin inside the class bodies.
+JSONObject = dict[str, Any]
+JSONList = list[dict[str, Any]]
+HeaderList = list[list[str]]
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(JSONType, nullable=nullable))
+
+
+def _time(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Source(SQLModel, table=True):
+    __tablename__ = "sources"
+
+    id: str = Field(primary_key=True)
+    name_zh: str
+    name_en: str
+    jurisdiction: str
+    region_code: str
+    base_url: str
+    declaration: JSONObject | None = _json()
+    updated_at: datetime | None = _time()
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("source", "seq"),)
+
+    run_id: str = Field(primary_key=True)
+    source: str = Field(index=True)
+    seq: int
+    mode: str  # live · replay · record
+    cassette: str | None = None
+    state: str = "running"  # running · healthy · degraded · failed · aborted
+    clock_origin: str | None = None  # date-header · wall
+    started_at: datetime | None = _time()
+    ended_at: datetime | None = _time()
+    pid: int | None = None
+    host: str | None = None
+    delist_after: int = 2
+    pages: int = 0
+    records: int = 0
+    events: int = 0
+    summary: JSONObject | None = _json()
+    error: str | None = None
+
+
+class RunList(SQLModel, table=True):
+    """Health of one list in one run, with the findings that decided it."""
+
+    __tablename__ = "run_lists"
+
+    run_id: str = Field(primary_key=True)
+    list: str = Field(primary_key=True)
+    health: str  # healthy · degraded · failed
+    pages: int = 0
+    rows_declared: int | None = None
+    rows_seen: int = 0
+    records: int = 0
+    findings: JSONList | None = _json()
+
+
+class RawBody(SQLModel, table=True):
+    """Response bodies, content-addressed by the sha256 of the bytes received, gzip-compressed."""
+
+    __tablename__ = "raw_bodies"
+
+    sha256: str = Field(primary_key=True)
+    size: int
+    compression: str = "gzip"
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class RawResponse(SQLModel, table=True):
+    """Every response received: what was asked, what came back, when; the body by hash."""
+
+    __tablename__ = "raw_responses"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    sha256: str = Field(index=True)
+    url: str
+    method: str
+    status: int
+    headers: HeaderList | None = _json()
+    fetched_at: datetime | None = _time()
+    from_cassette: bool = False
+
+
+class Fetch(SQLModel, table=True):
+    """The outcome of each fetch or page parse, in the run-health vocabulary of SCHEMA.md."""
+
+    __tablename__ = "fetches"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    list: str | None = None  # None: serves the whole source (robots.txt, subject pages)
+    url: str
+    outcome: str
+    status: int | None = None
+    detail: str | None = None
+    sha256: str | None = None
+
+
+class ListPage(SQLModel, table=True):
+    """A list page as fetched in a run: the evidence of what the list showed, and of absence."""
+
+    __tablename__ = "list_pages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    list: str
+    url: str
+    page_no: int
+    rows: int
+    declared_total: int | None = None
+    declared_pages: int | None = None
+    sha256: str
+
+
+class RunRecord(SQLModel, table=True):
+    """Staging: the normalised records one run saw, until change detection merges them."""
+
+    __tablename__ = "run_records"
+
+    run_id: str = Field(primary_key=True)
+    list: str = Field(primary_key=True)
+    record_key: str = Field(primary_key=True)
+    source: str
+    entity_id: str
+    content_hash: str
+    valid_until: date | None = None
+    data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class Record(SQLModel, table=True):
+    """Current state of every entry ever seen, one row per (list, record_key)."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("list", "record_key"),
+        Index("ix_records_source_list_status", "source", "list", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    list: str
+    record_key: str
+    entity_id: str = Field(index=True)
+    entity_name: str | None = None
+    uscc: str | None = Field(default=None, index=True)
+    case_number: str | None = None
+    title: str | None = None
+    valid_until: date | None = None
+    status: str  # active · expired · removed
+    first_seen: datetime = _time(nullable=False)
+    last_seen: datetime = _time(nullable=False)
+    absent_runs: int = 0
+    content_hash: str
+    last_run_id: str
+    data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class RecordHistory(SQLModel, table=True):
+    """One version of an entry: its values and status over an unbroken interval of runs."""
+
+    __tablename__ = "record_history"
+    __table_args__ = (Index("ix_record_history_record_runs", "record_id", "last_run_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int
+    source: str
+    list: str
+    first_run_seq: int
+    last_run_seq: int
+    first_at: datetime = _time(nullable=False)
+    last_at: datetime = _time(nullable=False)
+    status: str
+    content_hash: str
+    data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class Event(SQLModel, table=True):
+    """What change detection reported, in SCHEMA.md's event shape; ``id`` gives their order."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True)
+    event: str  # listed · delisted · modified · relisted
+    source: str = Field(index=True)
+    list: str
+    record_key: str
+    entity_id: str
+    entity_name: str | None = None
+    case_number: str | None = None
+    title: str | None = None
+    cause: str | None = None
+    changes: JSONObject | None = _json()
+    baseline: bool = False
+    run_id: str = Field(index=True)
+    at: datetime = _time(nullable=False, index=True)
+    evidence: JSONObject | None = _json()

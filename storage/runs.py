@@ -1,0 +1,185 @@
+"""Runs: creating them, stamping their clock, finishing them, and reading them back."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.engine import Connection, Row
+
+from crawlers.registry import SourceDef
+from storage.models import Fetch, ListPage, Run, RunList, RunRecord, Source
+from storage.sql import insert_ignore
+
+RUNS = Run.__table__
+RUN_LISTS = RunList.__table__
+SOURCES = Source.__table__
+FETCHES = Fetch.__table__
+LIST_PAGES = ListPage.__table__
+STAGED = RunRecord.__table__
+
+
+class UnknownRun(LookupError):
+    pass
+
+
+def sync_source(conn: Connection, source: SourceDef) -> None:
+    """Keep the ``sources`` table equal to the registry's declaration."""
+    row = {
+        "id": source.id,
+        "name_zh": source.name_zh,
+        "name_en": source.name_en,
+        "jurisdiction": source.jurisdiction,
+        "region_code": source.region_code,
+        "base_url": source.base_url,
+        "declaration": source.raw,
+        "updated_at": datetime.now(UTC),
+    }
+    if conn.execute(select(SOURCES.c.id).where(SOURCES.c.id == source.id)).first():
+        conn.execute(update(SOURCES).where(SOURCES.c.id == source.id).values(**row))
+    else:
+        insert_ignore(conn, SOURCES, [row])
+
+
+def create_run(
+    engine: Engine,
+    source: SourceDef,
+    *,
+    mode: str,
+    cassette: str | None,
+    delist_after: int,
+) -> str:
+    """A new run of ``source``, numbered after its previous ones (``xmtravel:3``)."""
+    with engine.begin() as conn:
+        sync_source(conn, source)
+        seq = (
+            conn.execute(select(func.max(RUNS.c.seq)).where(RUNS.c.source == source.id)).scalar()
+            or 0
+        ) + 1
+        run_id = f"{source.id}:{seq}"
+        conn.execute(
+            RUNS.insert().values(
+                run_id=run_id,
+                source=source.id,
+                seq=seq,
+                mode=mode,
+                cassette=cassette,
+                state="running",
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                delist_after=delist_after,
+            )
+        )
+    return run_id
+
+
+def set_clock(engine: Engine, run_id: str, started_at: datetime, origin: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(RUNS)
+            .where(RUNS.c.run_id == run_id)
+            .values(started_at=started_at, clock_origin=origin)
+        )
+
+
+def set_pid(engine: Engine, run_id: str, pid: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(pid=pid))
+
+
+def get_run(conn: Connection, run_id: str) -> Row[Any]:
+    row = conn.execute(select(RUNS).where(RUNS.c.run_id == run_id)).first()
+    if row is None:
+        raise UnknownRun(f"no run {run_id!r}")
+    return row
+
+
+def list_runs(conn: Connection, source: str | None = None, limit: int = 50) -> Sequence[Row[Any]]:
+    query = select(RUNS).order_by(RUNS.c.started_at.desc().nulls_last(), RUNS.c.seq.desc())
+    if source:
+        query = query.where(RUNS.c.source == source)
+    return conn.execute(query.limit(limit)).all()
+
+
+def run_lists(conn: Connection, run_id: str) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(RUN_LISTS).where(RUN_LISTS.c.run_id == run_id).order_by(RUN_LISTS.c.list)
+    ).all()
+
+
+def fetch_rows(conn: Connection, run_id: str) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(FETCHES).where(FETCHES.c.run_id == run_id).order_by(FETCHES.c.id)
+    ).all()
+
+
+def list_page_rows(conn: Connection, run_id: str) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(LIST_PAGES)
+        .where(LIST_PAGES.c.run_id == run_id)
+        .order_by(LIST_PAGES.c.list, LIST_PAGES.c.page_no)
+    ).all()
+
+
+def staged_counts(conn: Connection, run_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(STAGED.c.list, func.count())
+        .where(STAGED.c.run_id == run_id)
+        .group_by(STAGED.c.list)
+    ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def missing_required(conn: Connection, run_id: str, fields: dict[str, Sequence[str]]) -> dict[
+    str, dict[str, int]
+]:
+    """Per list, how many staged records lack each required field."""
+    out: dict[str, dict[str, int]] = {}
+    for list_id, names in fields.items():
+        for name in names:
+            count = conn.execute(
+                select(func.count()).where(
+                    STAGED.c.run_id == run_id,
+                    STAGED.c.list == list_id,
+                    STAGED.c.data[name].as_string().is_(None),
+                )
+            ).scalar_one()
+            if count:
+                out.setdefault(list_id, {})[name] = count
+    return out
+
+
+def latest_healthy_runs(conn: Connection, source: str) -> dict[str, Row[Any]]:
+    """Per list of ``source``, the newest run in which that list was healthy."""
+    rows = conn.execute(
+        select(RUN_LISTS.c.list, RUNS)
+        .join(RUNS, RUNS.c.run_id == RUN_LISTS.c.run_id)
+        .where(RUNS.c.source == source, RUN_LISTS.c.health == "healthy")
+        .order_by(RUNS.c.seq)
+    ).all()
+    return {row.list: row for row in rows}
+
+
+def store_health(conn: Connection, run_id: str, lists: list[dict[str, Any]]) -> None:
+    conn.execute(RUN_LISTS.delete().where(RUN_LISTS.c.run_id == run_id))
+    if lists:
+        conn.execute(RUN_LISTS.insert(), [{"run_id": run_id, **row} for row in lists])
+
+
+def finish_run(conn: Connection, run_id: str, **values: Any) -> None:
+    conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(**values))
+
+
+def fail_run(engine: Engine, run_id: str, state: str, error: str, at: datetime) -> None:
+    """Close a run that never reached change detection; its staged rows are dropped."""
+    with engine.begin() as conn:
+        conn.execute(STAGED.delete().where(STAGED.c.run_id == run_id))
+        conn.execute(
+            update(RUNS)
+            .where(RUNS.c.run_id == run_id, RUNS.c.state == "running")
+            .values(state=state, error=error, ended_at=at)
+        )

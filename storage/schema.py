@@ -1,0 +1,15 @@
+"""Field order of the public schema (SCHEMA.md), for exports and event output."""
+
+RECORD_FIELDS = (
+    "source", "list", "list_kind", "record_key", "entity_id", "entity_name", "entity_name_key",
+    "entity_type", "uscc", "uscc_raw", "uscc_valid", "id_number_masked", "legal_representative",
+    "registration_no", "region_code", "case_number", "case_number_key", "title", "reason",
+    "reason_category", "basis", "measure", "penalty_types", "fine_yuan", "confiscated_yuan",
+    "authority", "decided_on", "published_on", "valid_until", "status", "first_seen",
+    "last_seen", "source_url", "raw_sha256", "extra",
+)  # fmt: skip
+
+EVENT_FIELDS = (
+    "event_id", "event", "source", "list", "record_key", "entity_id", "entity_name",
+    "case_number", "title", "cause", "changes", "baseline", "run_id", "at", "evidence",
+)  # fmt: skip
