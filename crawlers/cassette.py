@@ -51,9 +51,10 @@ Mode = Literal["replay", "record"]
 HeaderInput = Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]]
 
 RECORD_MODES: dict[str, RecordMode] = {"replay": RecordMode.NONE, "record": RecordMode.NEW_EPISODES}
-# "body" is matched for every method: GET bodies are None on every client (requests, httpx,
-# Scrapy via ``request.body or None``, Playwright's post_data_buffer), so it only bites where
-# a body exists (POST forms, JSON APIs), and vcrpy compares forms/JSON parsed, not byte-wise.
+# "body" is matched for every method: a GET has no body on any client (requests, Scrapy via
+# ``request.body or None``, Playwright's post_data_buffer give None, httpx's b"" is made None
+# by a hook), so it only bites where a body exists (POST forms, JSON APIs), which vcrpy
+# compares parsed (form fields, JSON), not byte for byte.
 DEFAULT_MATCH_ON: tuple[str, ...] = ("method", "scheme", "host", "port", "path", "query", "body")
 SECRET_REQUEST_HEADERS: tuple[str, ...] = ("cookie", "authorization")
 SECRET_RESPONSE_HEADERS: frozenset[str] = frozenset({"set-cookie"})
@@ -111,15 +112,10 @@ class CassetteBridge:
             raise ValueError(f"cassette mode must be 'replay' or 'record', not {mode!r}")
         if mode == "replay" and not Path(path).is_file():
             raise FileNotFoundError(f"cassette to replay does not exist: {path}")
-        config = vcr.VCR(
-            serializer="yaml",
-            record_mode=RECORD_MODES[mode],
-            match_on=tuple(match_on or DEFAULT_MATCH_ON),
-            decode_compressed_response=True,
-            filter_headers=SECRET_REQUEST_HEADERS,
-            filter_query_parameters=tuple(filter_query_parameters),
-            before_record_response=(_drop_secret_headers, _finish_decoding),
-        ).get_merged_config(path=os.fspath(path), allow_playback_repeats=allow_playback_repeats)
+        options = vcr_options(match_on=match_on, filter_query_parameters=filter_query_parameters)
+        config = vcr.VCR(record_mode=RECORD_MODES[mode], **options).get_merged_config(
+            path=os.fspath(path), allow_playback_repeats=allow_playback_repeats
+        )
         return cls(cassette=Cassette.load(**_cassette_kwargs(config)), mode=mode)
 
     @property
@@ -174,6 +170,37 @@ class CassetteBridge:
         """Write new interactions (record mode only; vcrpy skips the write when nothing changed)."""
         if self.mode == "record":
             self.cassette._save()  # private, but it is what vcrpy's own context manager calls
+
+
+def vcr_options(
+    *, match_on: Sequence[str] | None = None, filter_query_parameters: Sequence[str] = ()
+) -> dict[str, Any]:
+    """vcrpy options shared by the bridge and vcrpy-patched clients (requests, httpx).
+
+    Pass them to ``vcr.use_cassette(path, record_mode=..., **vcr_options(...))`` (or return
+    them from pytest-recording's ``vcr_config``) so those clients match, scrub and decode
+    exactly as the bridge does.
+    """
+    return {
+        "serializer": "yaml",
+        "match_on": tuple(match_on or DEFAULT_MATCH_ON),
+        "decode_compressed_response": True,
+        "filter_headers": SECRET_REQUEST_HEADERS,
+        "filter_query_parameters": tuple(filter_query_parameters),
+        "before_record_request": _empty_body_as_none,
+        "before_record_response": (_drop_secret_headers, _finish_decoding),
+    }
+
+
+def _empty_body_as_none(request: VcrRequest) -> VcrRequest:
+    """before_record_request hook: httpx sends ``b""`` where requests sends None.
+
+    vcrpy's ``body`` matcher tells them apart, so a GET recorded by one client would not
+    replay in the other; the hook also runs on every incoming request before matching.
+    """
+    if request.body == b"":
+        request.body = None
+    return request
 
 
 def _cassette_kwargs(config: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,9 @@ class CassetteMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CassetteMiddleware:
         """Use the bridge attached to the crawler, else open the one the settings name."""
-        bridge = getattr(crawler, "cw_cassette", None) or cls._open(crawler.settings)
+        bridge = getattr(crawler, "cw_cassette", None)
+        if bridge is None:
+            bridge = cls._open(crawler.settings)
         middleware = cls(bridge, crawler)
         crawler.signals.connect(middleware.spider_closed, signal=signals.spider_closed)
         return middleware

@@ -129,7 +129,9 @@ def main(spec_path: str) -> None:
     crawler = process.create_crawler(CassetteCheckSpider)
     if spec.get("attach"):
         BRIDGE = CassetteBridge.open(
-            spec["cassette"], mode=spec["mode"], filter_query_parameters=spec.get("filter_query", [])
+            spec["cassette"],
+            mode=spec["mode"],
+            filter_query_parameters=spec.get("filter_query", []),
         )
         crawler.cw_cassette = BRIDGE  # a live object: never through (deep-copied) settings
     process.crawl(crawler, spec=spec)

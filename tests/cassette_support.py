@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,7 +65,10 @@ APP_PAGE = """<!doctype html>
 })();
 </script></body></html>"""
 
-APP_ROWS = [[NAME, "91350200MA0000001X", "存续"], ["厦门建发股份有限公司", "91350200154990617T", "存续"]]
+APP_ROWS = [
+    [NAME, "91350200MA0000001X", "存续"],
+    ["厦门建发股份有限公司", "91350200154990617T", "存续"],
+]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -74,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: PortalServer
     protocol_version = "HTTP/1.1"  # keep-alive, like the portals (every answer has a length)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""
 
     def do_GET(self) -> None:
@@ -129,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, "application/json; charset=utf-8")
 
     def _send(
-        self, status: int, body: bytes, ctype: str, extra: list[tuple[str, str]] = ()
+        self, status: int, body: bytes, ctype: str, extra: Sequence[tuple[str, str]] = ()
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -197,7 +200,10 @@ def run_crawl(spec: dict[str, Any], workdir: Path, timeout: float = 120) -> dict
     spec_path = workdir / f"spec-{len(list(workdir.glob('spec-*.json')))}.json"
     out_path = spec_path.with_suffix(".out.json")
     spec_path.write_text(json.dumps({**spec, "out": str(out_path)}, ensure_ascii=False))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "tests.cassette_crawl", str(spec_path)],
         cwd=ROOT,

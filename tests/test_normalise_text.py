@@ -26,7 +26,22 @@ def test_clean_text_trims_and_decodes_only(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [None, "", "   ", "—", "-", "--", "——", "/", "无", "暂无", " — ", "\u3000—\u3000", "－", "null"],
+    [
+        None,
+        "",
+        "   ",
+        "—",
+        "-",
+        "--",
+        "——",
+        "/",
+        "无",
+        "暂无",
+        " — ",
+        "\u3000—\u3000",
+        "－",
+        "null",
+    ],
 )
 def test_clean_text_placeholders_are_none(raw: str | None) -> None:
     assert clean_text(raw) is None

@@ -1,0 +1,77 @@
+"""Helpers shared by the tests: replaying cassettes, editing cassettes, reading results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+
+from pipeline.run import CrawlSpec, crawl
+from storage.engine import get_engine
+from storage.exports import export_records, query_events
+from storage.models import Fetch, Run, RunList
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+XM = FIXTURES / "xmtravel"
+DAY1 = XM / "xmtravel-day1.yaml"
+DAY2 = XM / "xmtravel-day2.yaml"
+
+
+def replay(url: str, cassette: Path, delist_after: int = 2, source: str = "xmtravel") -> str:
+    return crawl(
+        CrawlSpec(source=source, mode="replay", cassette=cassette, delist_after=delist_after),
+        url=url,
+    )
+
+
+def events(url: str, run_id: str) -> list[dict[str, Any]]:
+    with get_engine(url).connect() as conn:
+        return list(query_events(conn, run_id=run_id))
+
+
+def exported(url: str, source: str = "xmtravel") -> list[dict[str, Any]]:
+    from crawlers.registry import get_source
+
+    with get_engine(url).connect() as conn:
+        records, _ = export_records(conn, source, get_source(source).list_ids)
+    return records
+
+
+def run_row(url: str, run_id: str) -> Any:
+    with get_engine(url).connect() as conn:
+        return conn.execute(select(Run.__table__).where(Run.__table__.c.run_id == run_id)).one()
+
+
+def list_health(url: str, run_id: str) -> dict[str, Any]:
+    table = RunList.__table__
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(select(table).where(table.c.run_id == run_id)).all()
+    return {row.list: row for row in rows}
+
+
+def fetches(url: str, run_id: str) -> list[Any]:
+    table = Fetch.__table__
+    with get_engine(url).connect() as conn:
+        return conn.execute(select(table).where(table.c.run_id == run_id)).all()
+
+
+def load_cassette(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def save_cassette(data: dict[str, Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def interaction(data: dict[str, Any], url_suffix: str) -> dict[str, Any]:
+    matches = [i for i in data["interactions"] if i["request"]["uri"].endswith(url_suffix)]
+    assert len(matches) == 1, f"{len(matches)} interactions end with {url_suffix}"
+    return matches[0]
+
+
+def truth(name: str) -> list[dict[str, Any]]:
+    return json.loads((XM / name).read_text(encoding="utf-8"))
