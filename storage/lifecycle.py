@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from storage.models import Event, Record, RecordHistory, RunRecord
+from storage.schema import content_of
 from storage.sql import json_object, sha256_hex
 from storage.types import JSONType
 
@@ -40,9 +41,6 @@ STAGED = RunRecord.__table__
 EVENTS = Event.__table__
 HISTORY = RecordHistory.__table__
 
-# Fields that describe provenance or lifecycle, not the published content (SCHEMA.md).
-NON_CONTENT_FIELDS = frozenset({"status", "first_seen", "last_seen", "source_url", "raw_sha256"})
-PROVENANCE_EXTRA_KEYS = frozenset({"pages"})
 
 
 @dataclass
@@ -76,15 +74,14 @@ def _json_text(col: Any, key: str) -> Any:
 
 def content_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     """``{field: [old, new]}`` over content fields; ``extra`` is compared label by label."""
+    old, new = content_of(old), content_of(new)
     changes: dict[str, list[Any]] = {}
     for name in sorted(set(old) | set(new)):
-        if name in NON_CONTENT_FIELDS:
-            continue
         before, after = old.get(name), new.get(name)
         if name == "extra":
             before, after = before or {}, after or {}
             for label in sorted(set(before) | set(after)):
-                if label not in PROVENANCE_EXTRA_KEYS and before.get(label) != after.get(label):
+                if before.get(label) != after.get(label):
                     changes[f"extra.{label}"] = [before.get(label), after.get(label)]
         elif before != after:
             changes[name] = [before, after]
@@ -328,12 +325,10 @@ def _extend_history(conn: Connection, run: RunDetection) -> None:
     """Record what this run saw as intervals of runs per version of each entry."""
     rec, hist = RECORDS.c, HISTORY.c
     seen_now = and_(rec.source == run.source, rec.last_run_id == run.run_id)
-    previous = conn.execute(
-        select(func.max(hist.last_run_seq)).where(
-            hist.source == run.source, hist.last_run_seq < run.seq
-        )
-    ).scalar()
-    if previous is not None:
+    # Run numbers are consecutive per source: an interval continues only from the run just
+    # before this one, so a run that did not see the entry (whatever its health) ends it.
+    previous = run.seq - 1
+    if previous >= 1:
         conn.execute(
             update(HISTORY)
             .where(

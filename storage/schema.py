@@ -13,3 +13,18 @@ EVENT_FIELDS = (
     "event_id", "event", "source", "list", "record_key", "entity_id", "entity_name",
     "case_number", "title", "cause", "changes", "baseline", "run_id", "at", "evidence",
 )  # fmt: skip
+
+# Lifecycle and provenance fields are not content: a change to them is no `modified`.
+# `extra.pages` lists the other pages an entry was read from: provenance too.
+NON_CONTENT_FIELDS = frozenset({"status", "first_seen", "last_seen", "source_url", "raw_sha256"})
+PROVENANCE_EXTRA_KEYS = frozenset({"pages"})
+
+
+def content_of(record: dict) -> dict:
+    """The content fields of a record, as compared by change detection."""
+    content = {k: v for k, v in record.items() if k not in NON_CONTENT_FIELDS}
+    if isinstance(content.get("extra"), dict):
+        content["extra"] = {
+            k: v for k, v in content["extra"].items() if k not in PROVENANCE_EXTRA_KEYS
+        }
+    return content

@@ -240,7 +240,7 @@ def test_middleware_builds_exact_scrapy_responses(requests_cassette: Recorded) -
 
 
 def test_scrapy_replays_requests_cassette_offline(
-    requests_cassette: Recorded, tmp_path: Path
+    requests_cassette: Recorded, tmp_path: Path, netguard: Path
 ) -> None:
     base = requests_cassette  # its server is stopped: any network attempt is refused
     spec = {"cassette": str(base.path), "mode": "replay", "filter_query": VOLATILE}
@@ -262,10 +262,11 @@ def test_scrapy_replays_requests_cassette_offline(
     assert got["cookie"]["headers"]["X-Source"] == ["a", "b"]
     assert "Set-Cookie" not in got["cookie"]["headers"]
     assert got["query"]["json"] == {"kw": "厦门 旅行社", "page": "2"}
+    assert netguard.read_text() == ""  # nor any other host (the project's guard, in the child)
 
 
 def test_replay_miss_is_ignored_and_never_fetched(
-    requests_cassette: Recorded, tmp_path: Path
+    requests_cassette: Recorded, tmp_path: Path, netguard: Path
 ) -> None:
     base = requests_cassette
     spec = {"cassette": str(base.path), "mode": "replay", "attach": True}
@@ -285,6 +286,7 @@ def test_replay_miss_is_ignored_and_never_fetched(
         assert f"the closest differ in {differs}" in got[key]["message"]
     assert base.url("/not-recorded") in got["absent"]["message"]
     assert result["stats"]["cassette/missed"] == 2 and len(result["bridge"]["misses"]) == 2
+    assert netguard.read_text() == ""
 
 
 def test_scrapy_recording_is_scrubbed(scrapy_cassette: Recorded) -> None:

@@ -141,7 +141,7 @@ def test_missing_interaction_aborts_without_network(browser_cassette: BrowserCas
 
 
 def test_scrapy_playwright_page_routed_through_cassette(
-    browser_cassette: BrowserCassette, tmp_path: Path
+    browser_cassette: BrowserCassette, tmp_path: Path, netguard: Path
 ) -> None:
     """The future Credit China path: page-level routing from playwright_page_init_callback."""
     table = "table#companies td"
@@ -164,3 +164,4 @@ def test_scrapy_playwright_page_routed_through_cassette(
     assert result["bridge"]["misses"] == []
     assert result["bridge"]["played"] == 4  # 3 by the page's route, 1 by the middleware
     assert result["stats"]["cassette/played"] == 1
+    assert netguard.read_text() == ""  # the crawl process reached for no other host

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crawlers.items import RawEntry
+from storage.schema import RECORD_FIELDS as SCHEMA_RECORD_FIELDS
+from storage.schema import content_of
 
 from .codes import id_kind, parse_uscc, region_from_id_number, region_from_uscc
 from .dates import parse_date, parse_valid_until
@@ -26,21 +28,12 @@ from .text import case_number_key, clean_text, name_key
 LIST_KINDS = frozenset({"blacklist", "redlist", "penalty", "warning", "good", "license", "other"})
 RECORD_KEY_RULES = frozenset({"case", "subject"})
 
-# Fields storage owns, and provenance fields: not part of a record's content.
 STORAGE_FIELDS = ("status", "first_seen", "last_seen")
-PROVENANCE_FIELDS = ("source_url", "raw_sha256")
 EXTRA_PAGES = "pages"
 EXTRA_AMOUNT_MISMATCH = "amount_mismatch"
 
-# Output order: the schema's Record table (minus the storage-owned fields).
-RECORD_FIELDS = (
-    "source", "list", "list_kind", "record_key", "entity_id", "entity_name", "entity_name_key",
-    "entity_type", "uscc", "uscc_raw", "uscc_valid", "id_number_masked", "legal_representative",
-    "registration_no", "region_code", "case_number", "case_number_key", "title", "reason",
-    "reason_category", "basis", "measure", "penalty_types", "fine_yuan", "confiscated_yuan",
-    "authority", "decided_on", "published_on", "valid_until", "source_url", "raw_sha256",
-    "extra",
-)  # fmt: skip
+# Output order: the schema's Record table, minus the fields storage owns.
+RECORD_FIELDS = tuple(name for name in SCHEMA_RECORD_FIELDS if name not in STORAGE_FIELDS)
 
 
 class NormaliseError(ValueError):
@@ -235,16 +228,6 @@ def normalise_entry(
         "extra": extra,
     }
     return {name: record[name] for name in RECORD_FIELDS}
-
-
-def content_of(record: dict[str, Any]) -> dict[str, Any]:
-    """The content fields: all but storage-owned fields, provenance and ``extra.pages``."""
-    content = {
-        k: v for k, v in record.items() if k not in STORAGE_FIELDS and k not in PROVENANCE_FIELDS
-    }
-    if isinstance(content.get("extra"), dict):
-        content["extra"] = {k: v for k, v in content["extra"].items() if k != EXTRA_PAGES}
-    return content
 
 
 def content_hash(record: dict[str, Any]) -> str:

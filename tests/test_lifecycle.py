@@ -1,0 +1,188 @@
+"""The lifecycle table of SCHEMA.md, row by row, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from crawlers.registry import get_source
+from pipeline.normalise import content_hash
+from storage.engine import get_engine, upgrade
+from storage.lifecycle import RunDetection, apply_run, event_id
+from storage.models import Event, Record, RecordHistory
+from storage.runlog import RunWriter
+from storage.runs import create_run, get_run
+
+WARNING = "xmtravel.warning"
+DAY = datetime(2025, 11, 21, 2, 0, tzinfo=UTC)
+
+
+def entry(key: str, *, fine: int = 1000, valid_until: str | None = "2026-01-01") -> dict[str, Any]:
+    return {
+        "source": "xmtravel",
+        "list": WARNING,
+        "record_key": key,
+        "entity_id": f"uscc-{key}",
+        "entity_name": f"公司{key}",
+        "uscc": None,
+        "case_number": f"罚[{key}]号",
+        "title": None,
+        "fine_yuan": fine,
+        "valid_until": valid_until,
+        "source_url": f"http://example.test/{key}",
+        "raw_sha256": "0" * 64,
+        "extra": {"pages": [{"url": f"http://example.test/{key}", "sha256": key}]},
+    }
+
+
+class Ledger:
+    """Runs synthetic crawls of the warning list straight through change detection."""
+
+    def __init__(self, url: str) -> None:
+        upgrade(url)
+        self.url = url
+        self.engine = get_engine(url)
+        self.day = 0
+
+    def run(self, entries: list[dict[str, Any]], *, healthy: bool = True, n: int = 2) -> str:
+        run_id = create_run(
+            self.engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=n
+        )
+        writer = RunWriter(self.engine, run_id)
+        for e in entries:
+            writer.add_record(e, content_hash(e))
+        writer.flush()
+        at = DAY + timedelta(days=self.day)
+        self.day += 1
+        with self.engine.begin() as conn:
+            apply_run(
+                conn,
+                RunDetection(
+                    run_id=run_id,
+                    source="xmtravel",
+                    seq=get_run(conn, run_id).seq,
+                    at=at,
+                    run_date=(at + timedelta(hours=8)).date(),
+                    lists=[WARNING],
+                    healthy={WARNING} if healthy else set(),
+                    delist_after=n,
+                ),
+            )
+        return run_id
+
+    def events(self, run_id: str) -> list[tuple[str, str, str | None]]:
+        table = Event.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table).where(table.c.run_id == run_id).order_by(table.c.id)
+            ).all()
+        return [(r.event, r.record_key, r.cause) for r in rows]
+
+    def status(self) -> dict[str, str]:
+        table = Record.__table__
+        with self.engine.connect() as conn:
+            return {r.record_key: r.status for r in conn.execute(select(table))}
+
+
+@pytest.fixture
+def ledger(db_url: str) -> Ledger:
+    return Ledger(db_url)
+
+
+def test_baseline_lists_active_entries_only(ledger: Ledger) -> None:
+    run = ledger.run([entry("a"), entry("old", valid_until="2025-01-01"), entry("open", valid_until=None)])
+    assert ledger.events(run) == [("listed", "a", None), ("listed", "open", None)]
+    table = Event.__table__
+    with ledger.engine.connect() as conn:
+        assert all(conn.execute(select(table.c.baseline)).scalars())
+    assert ledger.status() == {"a": "active", "old": "expired", "open": "active"}
+
+
+def test_later_runs_list_modify_expire_and_relist(ledger: Ledger) -> None:
+    ledger.run([entry("a"), entry("b"), entry("c", valid_until="2025-11-21")])
+    second = ledger.run([entry("a", fine=5000), entry("b"), entry("c", valid_until="2025-11-21"), entry("d")])
+    assert ledger.events(second) == [
+        ("listed", "d", None),
+        ("modified", "a", None),
+        ("delisted", "c", "expired"),
+    ]
+    table = Event.__table__
+    with ledger.engine.connect() as conn:
+        changes = conn.execute(select(table.c.changes).where(table.c.event == "modified")).scalar()
+        baseline = conn.execute(select(table.c.baseline).where(table.c.record_key == "d")).scalar()
+    assert changes == {"fine_yuan": [1000, 5000]}
+    assert baseline is False
+    # The portal extends c's validity: relisted (and its valid_until change is a modification).
+    third = ledger.run([entry("a", fine=5000), entry("b"), entry("c", valid_until="2026-12-31"), entry("d")])
+    assert ledger.events(third) == [("relisted", "c", None), ("modified", "c", None)]
+    assert ledger.status()["c"] == "active"
+
+
+def test_disappeared_only_after_n_consecutive_healthy_absences(ledger: Ledger) -> None:
+    ledger.run([entry("a"), entry("b")])
+    assert ledger.events(ledger.run([entry("a")])) == []
+    assert ledger.events(ledger.run([entry("a")], healthy=False)) == []  # does not count
+    assert ledger.events(ledger.run([entry("a")])) == [("delisted", "b", "disappeared")]
+    assert ledger.status() == {"a": "active", "b": "removed"}
+    # Seen again: relisted.
+    assert ledger.events(ledger.run([entry("a"), entry("b")])) == [("relisted", "b", None)]
+
+
+def test_seeing_resets_the_absence_count(ledger: Ledger) -> None:
+    ledger.run([entry("a"), entry("b")])
+    ledger.run([entry("a")])
+    ledger.run([entry("a"), entry("b")], healthy=False)  # any run's sighting counts
+    assert ledger.events(ledger.run([entry("a")])) == []
+
+
+def test_expired_entry_that_disappears_raises_nothing_more(ledger: Ledger) -> None:
+    ledger.run([entry("a"), entry("x", valid_until="2025-01-01")])
+    assert ledger.events(ledger.run([entry("a")], n=1)) == []
+    assert ledger.status()["x"] == "removed"
+
+
+def test_unhealthy_runs_can_list_and_modify_but_not_delist(ledger: Ledger) -> None:
+    ledger.run([entry("a"), entry("b")])
+    run = ledger.run([entry("a", fine=9), entry("new")], healthy=False, n=1)
+    assert ledger.events(run) == [("listed", "new", None), ("modified", "a", None)]
+    assert ledger.status()["b"] == "active"
+
+
+def test_provenance_changes_are_not_modifications(ledger: Ledger) -> None:
+    ledger.run([entry("a")])
+    moved = entry("a")
+    moved["source_url"] = "http://example.test/elsewhere"
+    moved["extra"]["pages"] = [{"url": "http://example.test/other", "sha256": "ff"}]
+    assert ledger.events(ledger.run([moved])) == []
+
+
+def test_history_keeps_one_interval_per_unchanged_version(ledger: Ledger) -> None:
+    ledger.run([entry("a")])
+    ledger.run([entry("a")])
+    ledger.run([entry("a", fine=2)])
+    ledger.run([])  # absent: the interval closes
+    ledger.run([entry("a", fine=2)])
+    table = RecordHistory.__table__
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(table).order_by(table.c.id)).all()
+    spans = [(r.first_run_seq, r.last_run_seq, r.data["fine_yuan"]) for r in rows]
+    assert spans == [(1, 2, 1000), (3, 3, 2), (5, 5, 2)]
+
+
+def test_event_ids_are_stable_and_match_between_sql_and_python(ledger: Ledger) -> None:
+    run = ledger.run([entry("a")])
+    table = Event.__table__
+    with ledger.engine.connect() as conn:
+        stored = conn.execute(select(table.c.event_id)).scalar()
+    assert stored == event_id(run, WARNING, "a", "listed")
+
+
+def test_run_dates_are_shanghai_calendar_dates() -> None:
+    # 2025-11-21 18:00 UTC is already the 22nd in Shanghai.
+    from zoneinfo import ZoneInfo
+
+    at = datetime(2025, 11, 21, 18, 0, tzinfo=UTC)
+    assert at.astimezone(ZoneInfo("Asia/Shanghai")).date() == date(2025, 11, 22)
