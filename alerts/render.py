@@ -12,13 +12,17 @@ CAUSES = {
 }
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def subject(event: dict[str, Any]) -> str:
     what = event.get("case_number") or event.get("title") or event.get("record_key")
     return f"{event.get('entity_name') or '?'} — {what}"
 
 
 def event_line(event: dict[str, Any]) -> str:
-    """``listed  xmtravel.warning  厦门…有限公司 — 厦文旅罚〔2025〕302号``, with cause or changes."""
+    """One line: event, list, subject and case or title, then the cause or the changes."""
     line = f"{event['event']:<9} {event['list']:<18} {subject(event)}"
     if event.get("baseline"):
         line += "  (baseline)"
@@ -26,8 +30,7 @@ def event_line(event: dict[str, Any]) -> str:
         line += f"  [{event['cause']}: {CAUSES.get(event['cause'], event['cause'])}]"
     if event.get("changes"):
         parts = [
-            f"{name}: {json.dumps(old, ensure_ascii=False)} → {json.dumps(new, ensure_ascii=False)}"
-            for name, (old, new) in event["changes"].items()
+            f"{name}: {_json(old)} → {_json(new)}" for name, (old, new) in event["changes"].items()
         ]
         line += "  {" + "; ".join(parts) + "}"
     return line

@@ -8,6 +8,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from lxml.html import HtmlElement
 from parsel import Selector, SelectorList
 from scrapy.http import Response
 
@@ -18,9 +19,19 @@ _LABEL_END = re.compile(r"[：:\s\u3000]+$")
 _SPACE = re.compile(r"[\s\u3000\xa0]+")
 
 
-def cell_text(cell: Selector) -> str:
+def cell_text(cell: Selector | HtmlElement) -> str:
     """All text of a cell, as published (joined, not trimmed)."""
-    return "".join(cell.xpath(".//text()").getall())
+    element = cell.root if isinstance(cell, Selector) else cell
+    return "".join(element.itertext())
+
+
+def _cells(row: HtmlElement, tags: tuple[str, ...] = ("th", "td")) -> list[HtmlElement]:
+    return [child for child in row if child.tag in tags]
+
+
+def _href(cell: HtmlElement) -> str | None:
+    link = next(cell.iter("a"), None)
+    return link.get("href") if link is not None else None
 
 
 def label_of(text: str) -> str:
@@ -45,20 +56,18 @@ class LabelTable:
     links: dict[str, str] = field(default_factory=dict)
 
 
-def read_label_table(
-    response: Response, css: str, required: tuple[str, ...] = ()
-) -> LabelTable:
+def read_label_table(response: Response, css: str, required: tuple[str, ...] = ()) -> LabelTable:
     """``<tr><th>label：</th><td>value</td></tr>`` tables (also several pairs in one row)."""
-    table = one(response, css, "label table")
+    table = one(response, css, "label table").root
     result = LabelTable()
-    for row in table.css("tr"):
-        cells = row.xpath("./th|./td")
+    for row in table.iter("tr"):
+        cells = _cells(row)
         for label_cell, value_cell in zip(cells[::2], cells[1::2], strict=False):
             label = label_of(cell_text(label_cell))
             if not label:
                 continue
             result.values[label] = cell_text(value_cell)
-            href = value_cell.css("a::attr(href)").get()
+            href = _href(value_cell)
             if href:
                 result.links[label] = response.urljoin(href)
     missing = [label for label in required if label not in result.values]
@@ -83,16 +92,17 @@ def read_grid(
 
     A single spanning cell matching ``placeholder`` (``暂无…``) means "no rows", not drift.
     """
-    rows = table.css("tr") if isinstance(table, Selector) else table
+    selected = table.css("tr") if isinstance(table, Selector) else table
+    rows = [row.root for row in selected]
     if not rows:
         raise LayoutDrift("grid has no rows at all")
-    headers = [label_of(cell_text(th)) for th in rows[0].xpath("./th")]
+    headers = [label_of(cell_text(th)) for th in _cells(rows[0], ("th",))]
     missing = [name for name in required if name not in headers]
     if missing:
         raise LayoutDrift(f"grid header {headers} lacks {', '.join(missing)}")
     out = []
     for row in rows[1:]:
-        cells = row.xpath("./td")
+        cells = _cells(row, ("td",))
         if len(cells) == 1 and placeholder and placeholder.search(cell_text(cells[0])):
             continue
         if len(cells) != len(headers):
@@ -100,7 +110,7 @@ def read_grid(
         values, links = {}, {}
         for header, cell in zip(headers, cells, strict=True):
             values[header] = cell_text(cell)
-            href = cell.css("a::attr(href)").get()
+            href = _href(cell)
             if href:
                 links[header] = response.urljoin(href)
         out.append(GridRow(values, links))

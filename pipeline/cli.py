@@ -127,9 +127,11 @@ def print_run(run_id: str, with_events: bool) -> None:
         for finding in lst.findings or []:
             line = finding.get("detail") or ""
             if finding.get("outcome"):
-                line = f"{finding['outcome']} ×{finding.get('count', 1)}: " + ", ".join(
-                    finding.get("urls") or [finding.get("example_url", "")]
-                ) + (f" ({finding['detail']})" if finding.get("detail") else "")
+                line = (
+                    f"{finding['outcome']} ×{finding.get('count', 1)}: "
+                    + ", ".join(finding.get("urls") or [finding.get("example_url", "")])
+                    + (f" ({finding['detail']})" if finding.get("detail") else "")
+                )
             out.print(f"      ! {line}", markup=False)
     outcomes = summary.get("outcomes", {})
     if outcomes:
@@ -184,9 +186,7 @@ def changes(
 @app.command()
 def export(
     source: Annotated[str, typer.Argument(help="Source id.")],
-    list_: Annotated[
-        str | None, typer.Option("--list", help="Full list id or its suffix.")
-    ] = None,
+    list_: Annotated[str | None, typer.Option("--list", help="Full list id or its suffix.")] = None,
     include_removed: Annotated[bool, typer.Option(help="Also entries now removed.")] = False,
     format: Annotated[str, typer.Option(help="jsonl or csv.")] = "jsonl",
     out_path: Annotated[Path | None, typer.Option("--out", help="File (default stdout).")] = None,
@@ -222,7 +222,9 @@ def runs(source: Annotated[str | None, typer.Option(help="Only this source.")] =
     table = Table("run", "mode", "state", "clock (UTC)", "pages", "records", "events", "lists")
     with connect() as conn:
         for run in list_runs(conn, source):
-            health = ", ".join(f"{r.list.split('.', 1)[-1]}:{r.health}" for r in run_lists(conn, run.run_id))
+            health = ", ".join(
+                f"{r.list.split('.', 1)[-1]}:{r.health}" for r in run_lists(conn, run.run_id)
+            )
             table.add_row(
                 run.run_id, run.mode, run.state,
                 run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "—",

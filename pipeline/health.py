@@ -118,10 +118,7 @@ def judge_list(
                 "detail": f"{count} record(s) without {name}",
             }
         )
-    if not findings:
-        health = "healthy"
-    else:
-        health = "degraded" if records else "failed"
+    health = "healthy" if not findings else "degraded" if records else "failed"
     first = min(pages, key=lambda p: p.page_no) if pages else None
     return ListHealth(
         list=list_id,

@@ -91,12 +91,14 @@ def crawl(
     with engine.connect() as conn:
         state = get_run(conn, run_id).state
     if state == "running":
-        killed = child.returncode < 0
+        code = child.returncode
+        killed = code < 0
+        reason = f"killed by signal {-code}" if killed else f"exited with status {code}"
         fail_run(
             engine,
             run_id,
             "aborted" if killed else "failed",
-            f"crawl process {'killed by signal ' + str(-child.returncode) if killed else 'exited with ' + str(child.returncode)}",
+            f"crawl process {reason}",
             datetime.now(UTC),
         )
     return run_id

@@ -42,7 +42,6 @@ EVENTS = Event.__table__
 HISTORY = RecordHistory.__table__
 
 
-
 @dataclass
 class RunDetection:
     """What change detection needs to know about one finished crawl."""

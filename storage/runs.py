@@ -127,16 +127,14 @@ def list_page_rows(conn: Connection, run_id: str) -> Sequence[Row[Any]]:
 
 def staged_counts(conn: Connection, run_id: str) -> dict[str, int]:
     rows = conn.execute(
-        select(STAGED.c.list, func.count())
-        .where(STAGED.c.run_id == run_id)
-        .group_by(STAGED.c.list)
+        select(STAGED.c.list, func.count()).where(STAGED.c.run_id == run_id).group_by(STAGED.c.list)
     ).all()
     return {row[0]: row[1] for row in rows}
 
 
-def missing_required(conn: Connection, run_id: str, fields: dict[str, Sequence[str]]) -> dict[
-    str, dict[str, int]
-]:
+def missing_required(
+    conn: Connection, run_id: str, fields: dict[str, Sequence[str]]
+) -> dict[str, dict[str, int]]:
     """Per list, how many staged records lack each required field."""
     out: dict[str, dict[str, int]] = {}
     for list_id, names in fields.items():

@@ -83,6 +83,8 @@ def netguard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = tmp_path / "network-attempts.log"
     log.touch()
     monkeypatch.setenv("CW_NETGUARD_LOG", str(log))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(NETGUARD), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(NETGUARD), os.environ.get("PYTHONPATH", "")])
+    )
     guard.install(str(log), monkeypatch.setattr)
     return log

@@ -93,7 +93,9 @@ def ledger(db_url: str) -> Ledger:
 
 
 def test_baseline_lists_active_entries_only(ledger: Ledger) -> None:
-    run = ledger.run([entry("a"), entry("old", valid_until="2025-01-01"), entry("open", valid_until=None)])
+    run = ledger.run(
+        [entry("a"), entry("old", valid_until="2025-01-01"), entry("open", valid_until=None)]
+    )
     assert ledger.events(run) == [("listed", "a", None), ("listed", "open", None)]
     table = Event.__table__
     with ledger.engine.connect() as conn:
@@ -103,7 +105,9 @@ def test_baseline_lists_active_entries_only(ledger: Ledger) -> None:
 
 def test_later_runs_list_modify_expire_and_relist(ledger: Ledger) -> None:
     ledger.run([entry("a"), entry("b"), entry("c", valid_until="2025-11-21")])
-    second = ledger.run([entry("a", fine=5000), entry("b"), entry("c", valid_until="2025-11-21"), entry("d")])
+    second = ledger.run(
+        [entry("a", fine=5000), entry("b"), entry("c", valid_until="2025-11-21"), entry("d")]
+    )
     assert ledger.events(second) == [
         ("listed", "d", None),
         ("modified", "a", None),
@@ -116,7 +120,9 @@ def test_later_runs_list_modify_expire_and_relist(ledger: Ledger) -> None:
     assert changes == {"fine_yuan": [1000, 5000]}
     assert baseline is False
     # The portal extends c's validity: relisted (and its valid_until change is a modification).
-    third = ledger.run([entry("a", fine=5000), entry("b"), entry("c", valid_until="2026-12-31"), entry("d")])
+    third = ledger.run(
+        [entry("a", fine=5000), entry("b"), entry("c", valid_until="2026-12-31"), entry("d")]
+    )
     assert ledger.events(third) == [("relisted", "c", None), ("modified", "c", None)]
     assert ledger.status()["c"] == "active"
 

@@ -96,7 +96,9 @@ def test_failed_detail_page_holds_back_delisting_of_its_list(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     data = load_cassette(DAY2)
-    data["interactions"].remove(interaction(data, "xygs-detail.html?id=fb3b29f6730864d490ec1f53510e92d3"))
+    data["interactions"].remove(
+        interaction(data, "xygs-detail.html?id=fb3b29f6730864d490ec1f53510e92d3")
+    )
     damaged = save_cassette(data, tmp_path / "day2-no-detail.yaml")
     replay(sqlite_url, DAY1, delist_after=1)
     run_id = replay(sqlite_url, damaged, delist_after=1)
@@ -104,7 +106,9 @@ def test_failed_detail_page_holds_back_delisting_of_its_list(
     got = events(sqlite_url, run_id)
     assert not [e for e in got if e["list"] == "xmtravel.warning" and e["event"] == "delisted"]
     failed = [f for f in fetches(sqlite_url, run_id) if f.outcome != "ok"]
-    assert [f.url for f in failed] == [BASE + "xygs-detail.html?id=fb3b29f6730864d490ec1f53510e92d3"]
+    assert [f.url for f in failed] == [
+        BASE + "xygs-detail.html?id=fb3b29f6730864d490ec1f53510e92d3"
+    ]
 
 
 def test_failed_subject_page_holds_back_its_entries_instead_of_blanking_them(
@@ -121,7 +125,9 @@ def test_failed_subject_page_holds_back_its_entries_instead_of_blanking_them(
     got = events(sqlite_url, run_id)
     assert [e for e in got if e["event"] == "delisted"] == []
     # S00016's entries are neither blanked into `modified` nor delisted.
-    assert [e for e in got if e["event"] == "modified" and e["entity_name"] != "厦门嘉禾酒店有限公司"] == []
+    assert [
+        e for e in got if e["event"] == "modified" and e["entity_name"] != "厦门嘉禾酒店有限公司"
+    ] == []
 
 
 def test_unhealthy_run_keeps_absence_counters(sqlite_url: str, tmp_path: Path) -> None:
@@ -137,5 +143,7 @@ def test_unhealthy_run_keeps_absence_counters(sqlite_url: str, tmp_path: Path) -
     ]
     assert warning_delisted == []  # one healthy absence so far, two are needed
     fourth = replay(sqlite_url, DAY2, delist_after=2)
-    names = sorted(e["case_number"] for e in events(sqlite_url, fourth) if e["cause"] == "disappeared")
+    names = sorted(
+        e["case_number"] for e in events(sqlite_url, fourth) if e["cause"] == "disappeared"
+    )
     assert names == ["厦文旅罚[2023]125号", "厦文旅罚[2025]71号"]
