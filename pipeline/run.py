@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +38,7 @@ class CrawlSpec:
     cassette: Path | None = None
     delist_after: int = 2
     log_level: str = "WARNING"
+    settings: dict[str, str] = field(default_factory=dict)  # Scrapy overrides, e.g. for tests
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -60,6 +61,8 @@ def scrapy_command(spec: CrawlSpec, run_id: str) -> list[str]:
     if spec.cassette is not None:
         cmd += ["-s", f"CW_CASSETTE={spec.cassette.resolve()}"]
         cmd += ["-s", f"CW_CASSETTE_MODE={spec.mode}"]
+    for name, value in spec.settings.items():
+        cmd += ["-s", f"{name}={value}"]
     return cmd
 
 

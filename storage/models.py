@@ -184,7 +184,11 @@ class Record(SQLModel, table=True):
 
 
 class RecordHistory(SQLModel, table=True):
-    """One version of an entry: its values and status over an unbroken interval of runs."""
+    """One version of an entry: its values and status over an unbroken interval of runs.
+
+    ``data`` is the record as first read in this version, provenance included, so a past
+    run's view rebuilds to the same bytes however many runs later it is asked for.
+    """
 
     __tablename__ = "record_history"
     __table_args__ = (Index("ix_record_history_record_runs", "record_id", "last_run_seq"),)

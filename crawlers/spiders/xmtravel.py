@@ -3,6 +3,10 @@
 Pages: two paginated lists (``xygs-main.html`` warnings, ``lhxx-main.html`` honours), a
 detail page per entry and a profile page per subject. Every list page is requested
 directly (the pager states the page count), so one failed page cannot hide the others.
+Profile pages also link to their subject's entries; those links are followed only once the
+lists are exhausted (on ``spider_idle``), so an entry is always read through its list row
+when it has one and the profile pages only add entries the lists do not show.
+
 Each entry is emitted once its subject's profile has been read. An entry whose profile
 page fails is held back rather than emitted half-empty (that would read as a correction);
 the failed fetch already makes the run unable to prove anything by absence.
@@ -15,8 +19,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 import scrapy
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response
 from twisted.python.failure import Failure
+from w3lib.url import canonicalize_url
 
 from crawlers.items import ListPage, PageRef, RawEntry
 from crawlers.outcomes import EmptyPage, PageProblem
@@ -53,6 +61,14 @@ class XmtravelSpider(PortalSpider):
         # Profile values and page by URL; None where the profile page failed.
         self.subjects: dict[str, tuple[dict[str, str], PageRef] | None] = {}
         self.waiting: dict[str, list[RawEntry]] = {}
+        self.listed_details: set[str] = set()  # canonical URLs requested from list rows
+        self.profile_details: dict[str, tuple[str, str]] = {}  # canonical → (url, list id)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> XmtravelSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.follow_profile_entries, signal=signals.spider_idle)
+        return spider
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         source = self.source()
@@ -90,6 +106,7 @@ class XmtravelSpider(PortalSpider):
             detail_url = row.links.get(LIST_LINK_HEADER)
             if not detail_url:
                 raise PageProblem(f"row without a detail link: {row.cells}")
+            self.listed_details.add(canonicalize_url(detail_url))
             yield scrapy.Request(
                 detail_url,
                 callback=self.parse_detail,
@@ -143,17 +160,32 @@ class XmtravelSpider(PortalSpider):
             raise
         self.subjects[subject_url] = (table.values, page_ref(response, "subject"))
         yield from self.with_subject(self.waiting.pop(subject_url, []), subject_url)
-        # Entries shown on the profile but not (or no longer) reached from the lists.
         for short_id, css in SUBJECT_ENTRY_TABLES.items():
             list_id = f"{self.source_id}.{short_id}"
             for row in read_grid(response, one(response, css, "subject entries"), (), NO_ROWS):
                 for url in row.links.values():
-                    yield scrapy.Request(
-                        url,
-                        callback=self.parse_detail,
-                        cb_kwargs={"list_id": list_id},
-                        meta={"cw_list": list_id},
-                    )
+                    self.profile_details.setdefault(canonicalize_url(url), (url, list_id))
+
+    def follow_profile_entries(self) -> None:
+        """Once the lists are done, fetch entries that only the profile pages link to."""
+        pending = [
+            (url, list_id)
+            for key, (url, list_id) in self.profile_details.items()
+            if key not in self.listed_details
+        ]
+        self.profile_details.clear()
+        for url, list_id in pending:
+            self.listed_details.add(canonicalize_url(url))
+            self.crawler.engine.crawl(
+                scrapy.Request(
+                    url,
+                    callback=self.parse_detail,
+                    cb_kwargs={"list_id": list_id},
+                    meta={"cw_list": list_id},
+                )
+            )
+        if pending:
+            raise DontCloseSpider
 
     def subject_failed(self, failure: Failure) -> None:
         """Hold back the subject's entries; the fetch log already marks the run unhealthy."""
