@@ -52,10 +52,13 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
-@cache
 def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL and process."""
-    url = url or database_url()
+    """The engine for ``url`` (default: ``database_url()`` as configured now), one per process."""
+    return _engine_for(url or database_url())
+
+
+@cache
+def _engine_for(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, json_serializer=_json_dumps, pool_pre_ping=True)
