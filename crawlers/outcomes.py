@@ -6,9 +6,7 @@ callbacks when a page came back but cannot be trusted; the run extension records
 
 from __future__ import annotations
 
-from scrapy.exceptions import IgnoreRequest
-from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TimeoutError
-from twisted.web._newclient import ResponseNeverReceived
+from twisted.internet.error import TimeoutError
 
 OUTCOMES = (
     "ok",
@@ -53,12 +51,10 @@ def outcome_for_status(status: int) -> str:
 
 
 def outcome_for_exception(exc: BaseException) -> str:
+    """A download that raised: a timeout, or else a failed fetch (refused connection, DNS,
+    a request not in the replayed cassette, one robots.txt forbids)."""
     if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
         return "timeout"
     if isinstance(exc, PageProblem):
         return exc.outcome
-    if isinstance(exc, IgnoreRequest | DNSLookupError | ConnectionRefusedError):
-        return "http_error"
-    if isinstance(exc, ResponseNeverReceived):
-        return "http_error"
     return "http_error"

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
-from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.spiders import Spider
 
 from crawlers.items import ListPage, RawEntry
-from crawlers.runcontext import run_context
+from crawlers.runcontext import RunComponent
 from pipeline.normalise import content_hash, normalise_entry
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,21 +19,14 @@ class NormalisedRecord:
     content_hash: str
 
 
-class NormalisePipeline:
+class NormalisePipeline(RunComponent):
     """``RawEntry`` → schema record. An entry that cannot be normalised marks its list
     unhealthy (outcome ``malformed``) instead of silently going missing."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
 
     def process_item(self, item: Any, spider: Spider | None = None) -> Any:
         if not isinstance(item, RawEntry):
             return item
-        ctx = run_context(self.crawler)
+        ctx = self.run
         lst = ctx.source.list(item.list)
         try:
             record = normalise_entry(
@@ -57,18 +46,11 @@ class NormalisePipeline:
         return NormalisedRecord(record, content_hash(record))
 
 
-class StagePipeline:
+class StagePipeline(RunComponent):
     """Writes records and list pages to the run's staging tables."""
 
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
-
     def process_item(self, item: Any, spider: Spider | None = None) -> Any:
-        writer = run_context(self.crawler).writer
+        writer = self.run.writer
         if isinstance(item, NormalisedRecord):
             writer.add_record(item.record, item.content_hash)
         elif isinstance(item, ListPage):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Self
 
 from scrapy.crawler import Crawler
 from sqlalchemy import Engine
@@ -62,3 +63,18 @@ def run_context(crawler: Crawler) -> RunContext:
     if ctx is None:
         raise RuntimeError("creditwatch components need crawlers.extensions.RunExtension enabled")
     return ctx
+
+
+class RunComponent:
+    """Base of the middlewares and pipelines that write to the crawl's run."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    @property
+    def run(self) -> RunContext:
+        return run_context(self.crawler)

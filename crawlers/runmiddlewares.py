@@ -4,9 +4,8 @@ retries that back off. Each has one job; priorities are set in ``crawlers.settin
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Self
+from typing import Any
 
-from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.http import Request, Response
 from scrapy.settings import BaseSettings
@@ -15,24 +14,17 @@ from scrapy.utils.defer import deferred_to_future
 from twisted.internet import reactor, task
 
 from crawlers.outcomes import outcome_for_exception, outcome_for_status
-from crawlers.runcontext import run_context
+from crawlers.runcontext import RunComponent
 
 
-class ArchiveMiddleware:
+class ArchiveMiddleware(RunComponent):
     """Stores every response received (redirects and retried errors included), after
     HTTP decompression, before anything reads it. Priority 580: below compression (590)."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
 
     def process_response(
         self, request: Request, response: Response, spider: Spider | None = None
     ) -> Response:
-        ctx = run_context(self.crawler)
+        ctx = self.run
         from_cassette = "cassette" in response.flags
         fetched_at = ctx.observe_response(response.headers.get("Date"), from_cassette)
         ctx.writer.add_response(
@@ -52,19 +44,12 @@ class ArchiveMiddleware:
         return response
 
 
-class FetchLogMiddleware:
+class FetchLogMiddleware(RunComponent):
     """Gives each request's final result (after retries and redirects) an outcome.
 
     Priority 50, next to the engine, so it sees what the spider will see. Requests carry
     ``meta["cw_list"]``: the list whose health they bear on (None: the whole source).
     """
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
 
     def process_response(
         self, request: Request, response: Response, spider: Spider | None = None
@@ -73,7 +58,7 @@ class FetchLogMiddleware:
         classify = getattr(self.crawler.spider, "classify_response", None)
         if outcome == "ok" and classify is not None:
             outcome = classify(response) or outcome
-        run_context(self.crawler).writer.add_fetch(
+        self.run.writer.add_fetch(
             url=request.url,
             outcome=outcome,
             list_id=request.meta.get("cw_list"),
@@ -85,7 +70,7 @@ class FetchLogMiddleware:
     def process_exception(
         self, request: Request, exception: Exception, spider: Spider | None = None
     ) -> None:
-        run_context(self.crawler).writer.add_fetch(
+        self.run.writer.add_fetch(
             url=request.url,
             outcome=outcome_for_exception(exception),
             list_id=request.meta.get("cw_list"),

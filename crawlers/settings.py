@@ -1,6 +1,7 @@
 """Scrapy settings for creditwatch. Per-source politeness comes from the registry
 (``PortalSpider.update_settings``); run wiring comes as ``CW_*`` settings."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -12,10 +13,11 @@ BOT_NAME = "creditwatch"
 SPIDER_MODULES = ["crawlers.spiders"]
 NEWSPIDER_MODULE = "crawlers.spiders"
 
-# Identify ourselves and say why we are here.
+# Identify ourselves and say why we are here. Operators put their own contact (a URL or an
+# e-mail address) in CREDITWATCH_CONTACT so a portal's webmaster can reach them.
+CONTACT = os.environ.get("CREDITWATCH_CONTACT", "https://github.com/creditwatch/creditwatch")
 USER_AGENT = (
-    f"creditwatch/{VERSION} (+https://github.com/creditwatch/creditwatch; "
-    "public-interest monitoring of published credit lists)"
+    f"creditwatch/{VERSION} (+{CONTACT}; public-interest monitoring of published credit lists)"
 )
 ROBOTSTXT_OBEY = True
 
