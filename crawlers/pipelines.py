@@ -20,8 +20,9 @@ class NormalisedRecord:
 
 
 class NormalisePipeline(RunComponent):
-    """``RawEntry`` → schema record. An entry that cannot be normalised marks its list
-    unhealthy (outcome ``malformed``) instead of silently going missing."""
+    """``RawEntry`` → schema record. An entry that cannot be normalised (``malformed``) or
+    lacks a required field (``layout_drift``) marks its list unhealthy instead of silently
+    going missing or turning up under another key."""
 
     def process_item(self, item: Any, spider: Spider | None = None) -> Any:
         if not isinstance(item, RawEntry):
@@ -43,6 +44,16 @@ class NormalisePipeline(RunComponent):
                 detail=f"normalise failed: {exc!r}"[:1000],
             )
             raise DropItem(f"cannot normalise {item.source_url}: {exc!r}") from exc
+        missing = [name for name in lst.required_fields if record.get(name) is None]
+        if missing:
+            # Staged under a fallback key it would read as a new entry; hold it back instead.
+            ctx.writer.add_fetch(
+                url=item.source_url,
+                outcome="layout_drift",
+                list_id=item.list,
+                detail=f"required field(s) {', '.join(missing)} not found",
+            )
+            raise DropItem(f"{item.source_url} lacks {', '.join(missing)}")
         return NormalisedRecord(record, content_hash(record))
 
 

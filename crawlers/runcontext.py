@@ -7,7 +7,7 @@ give the same statuses and timestamps whatever the calendar says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Self
@@ -30,7 +30,6 @@ class RunContext:
     delist_after: int
     clock: datetime | None = None
     clock_origin: str | None = None
-    lists_emitted: dict[str, int] = field(default_factory=dict)
 
     def start_clock(self, at: datetime, origin: str) -> None:
         if self.clock is None:

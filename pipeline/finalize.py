@@ -16,7 +16,6 @@ from storage.runs import (
     finish_run,
     get_run,
     list_page_rows,
-    missing_required,
     staged_counts,
     store_health,
 )
@@ -40,10 +39,7 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             for p in page_rows
         ]
         records = staged_counts(conn, run_id)
-        missing = missing_required(
-            conn, run_id, {lst.id: lst.required_fields for lst in source.lists}
-        )
-        judged = judge_run(lists, fetches, pages, records, missing)
+        judged = judge_run(lists, fetches, pages, records)
         at = run.started_at.astimezone(UTC)
         detection = RunDetection(
             run_id=run_id,

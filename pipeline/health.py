@@ -1,8 +1,9 @@
 """Judging a run, list by list, with the names of SCHEMA.md's run-health section.
 
 Pure functions over what the run recorded. A list is ``healthy`` only when every fetch that
-bears on it was ``ok``, its pager's promises were kept and its records carry their required
-fields; otherwise ``degraded`` (stored, but proves no absence) or ``failed`` (nothing usable).
+bears on it was ``ok`` (a record without its required fields counts as a ``layout_drift``
+fetch of its page) and its pager's promises were kept; otherwise ``degraded`` (stored, but
+proves no absence) or ``failed`` (nothing usable).
 """
 
 from __future__ import annotations
@@ -105,19 +106,9 @@ def judge_list(
     fetches: Sequence[FetchOutcome],
     pages: Sequence[PageSeen],
     records: int,
-    missing_required: dict[str, int] | None = None,
 ) -> ListHealth:
     """Health of one list; ``fetches`` are those bearing on it (its own and source-wide)."""
     findings = outcome_findings(fetches) + pager_findings(pages)
-    for name, count in sorted((missing_required or {}).items()):
-        findings.append(
-            {
-                "check": "required_field",
-                "outcome": "layout_drift",
-                "count": count,
-                "detail": f"{count} record(s) without {name}",
-            }
-        )
     health = "healthy" if not findings else "degraded" if records else "failed"
     first = min(pages, key=lambda p: p.page_no) if pages else None
     return ListHealth(
@@ -136,7 +127,6 @@ def judge_run(
     fetches: Sequence[FetchOutcome],
     pages: Sequence[PageSeen],
     records: dict[str, int],
-    missing_required: dict[str, dict[str, int]],
 ) -> list[ListHealth]:
     judged = []
     for list_id in lists:
@@ -147,7 +137,6 @@ def judge_run(
                 bearing,
                 [p for p in pages if p.list == list_id],
                 records.get(list_id, 0),
-                missing_required.get(list_id),
             )
         )
     return judged

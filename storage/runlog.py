@@ -30,7 +30,6 @@ class RunWriter:
         self._fetches: list[dict[str, Any]] = []
         self._pages: list[dict[str, Any]] = []
         self._records: list[dict[str, Any]] = []
-        self.records_emitted = 0
 
     def add_response(
         self,
@@ -88,7 +87,6 @@ class RunWriter:
         self._maybe_flush()
 
     def add_record(self, record: dict[str, Any], content_hash: str) -> None:
-        self.records_emitted += 1
         self._records.append(
             {
                 "run_id": self.run_id,

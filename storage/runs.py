@@ -132,25 +132,6 @@ def staged_counts(conn: Connection, run_id: str) -> dict[str, int]:
     return {row[0]: row[1] for row in rows}
 
 
-def missing_required(
-    conn: Connection, run_id: str, fields: dict[str, Sequence[str]]
-) -> dict[str, dict[str, int]]:
-    """Per list, how many staged records lack each required field."""
-    out: dict[str, dict[str, int]] = {}
-    for list_id, names in fields.items():
-        for name in names:
-            count = conn.execute(
-                select(func.count()).where(
-                    STAGED.c.run_id == run_id,
-                    STAGED.c.list == list_id,
-                    STAGED.c.data[name].as_string().is_(None),
-                )
-            ).scalar_one()
-            if count:
-                out.setdefault(list_id, {})[name] = count
-    return out
-
-
 def latest_healthy_runs(conn: Connection, source: str) -> dict[str, Row[Any]]:
     """Per list of ``source``, the newest run in which that list was healthy."""
     rows = conn.execute(

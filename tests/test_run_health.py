@@ -147,3 +147,25 @@ def test_unhealthy_run_keeps_absence_counters(sqlite_url: str, tmp_path: Path) -
         e["case_number"] for e in events(sqlite_url, fourth) if e["cause"] == "disappeared"
     )
     assert names == ["厦文旅罚[2023]125号", "厦文旅罚[2025]71号"]
+
+
+def test_entry_without_its_case_number_is_held_back_not_relisted(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """An entry whose case number is on neither its detail page nor its list row must not
+    surface under a fallback key (a phantom `listed`)."""
+    data = load_cassette(DAY2)
+    response = interaction(data, "xygs-detail.html?id=fb3b29f6730864d490ec1f53510e92d3")
+    html = response["response"]["body"]["string"].decode("gbk")
+    response["response"]["body"]["string"] = html.replace("案件编号", "编号").encode("gbk")
+    listing = interaction(data, "xygs-main.html")["response"]["body"]
+    listing["string"] = listing["string"].decode("gbk").replace("案件编号", "编号").encode("gbk")
+    damaged = save_cassette(data, tmp_path / "day2-no-case-number.yaml")
+    replay(sqlite_url, DAY1, delist_after=1)
+    run_id = replay(sqlite_url, damaged, delist_after=1)
+    warning = list_health(sqlite_url, run_id)["xmtravel.warning"]
+    assert warning.health == "degraded"
+    assert [f["outcome"] for f in warning.findings] == ["layout_drift"]
+    got = events(sqlite_url, run_id)
+    assert not [e for e in got if e["entity_name"] == "厦门嘉禾酒店有限公司"]
+    assert not [e for e in got if e["list"] == "xmtravel.warning" and e["event"] == "delisted"]
