@@ -11,6 +11,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 
 DEFAULT_DATA_DIR = "data"
@@ -67,19 +70,19 @@ def _engine_for(url: str) -> Engine:
     return engine
 
 
-def upgrade(url: str | None = None) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``)."""
-    from alembic import command
-    from alembic.config import Config
-
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration for the database at ``url``, without an alembic.ini."""
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["engine"] = get_engine(url)
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def upgrade(url: str | None = None) -> None:
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``)."""
+    command.upgrade(alembic_config(url), "head")
 
 
 def current_revision(url: str | None = None) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -191,7 +191,11 @@ class RecordHistory(SQLModel, table=True):
     """
 
     __tablename__ = "record_history"
-    __table_args__ = (Index("ix_record_history_record_runs", "record_id", "last_run_seq"),)
+    __table_args__ = (
+        Index("ix_record_history_record_runs", "record_id", "last_run_seq"),
+        # Detection extends the intervals that ended at the previous run of a source.
+        Index("ix_record_history_source_last_run", "source", "last_run_seq"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     record_id: int
