@@ -217,9 +217,11 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
         .where(seen_before, rec.status == "active", ~staged_valid)
         .order_by(staged.list, staged.record_key)
     )
+    # Rewrite the stored values only where they differ (content or provenance): on a list of
+    # millions most entries are unchanged, and rewriting their JSON is most of the cost.
     conn.execute(
         update(RECORDS)
-        .where(same_entry, this_run)
+        .where(seen_before, rec.data != staged.data)
         .values(
             entity_id=staged.entity_id,
             entity_name=_json_text(staged.data, "entity_name"),
@@ -227,13 +229,14 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
             case_number=_json_text(staged.data, "case_number"),
             title=_json_text(staged.data, "title"),
             valid_until=staged.valid_until,
-            status=staged_status,
-            last_seen=run.at,
-            absent_runs=0,
             content_hash=staged.content_hash,
-            last_run_id=run.run_id,
             data=staged.data,
         )
+    )
+    conn.execute(
+        update(RECORDS)
+        .where(seen_before)
+        .values(status=staged_status, last_seen=run.at, absent_runs=0, last_run_id=run.run_id)
     )
 
     # 3. Absence, only where the list was healthy in this run.
