@@ -34,7 +34,7 @@ class NormalisePipeline(RunComponent):
                 item,
                 list_kind=lst.list_kind,
                 record_key_rule=lst.record_key,
-                domain=ctx.source.domain,
+                domain=lst.domain or ctx.source.domain,
             )
         except Exception as exc:
             ctx.writer.add_fetch(

@@ -30,6 +30,7 @@ class ListDef:
     list_kind: str
     record_key: str
     required_fields: tuple[str, ...]
+    domain: str | None = None  # reason vocabulary when the list differs from its source
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
                 list_kind=kind,
                 record_key=rule,
                 required_fields=tuple(raw_list.get("required_fields", ("entity_name",))),
+                domain=raw_list.get("domain"),
             )
         )
     jurisdiction = _require(data, "jurisdiction", where)

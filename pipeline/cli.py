@@ -75,11 +75,28 @@ def crawl_cmd(
         int, typer.Option(help="Consecutive healthy absences before `disappeared`.")
     ] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Scrapy's log.")] = False,
+    watchlist: Annotated[
+        str | None,
+        typer.Option(
+            help="Watch mode (creditchina): a file of names/USCCs, or db: for stored USCCs."
+        ),
+    ] = None,
+    captcha: Annotated[
+        str,
+        typer.Option(help="Captcha solver: manual (ask here), command, none, or module:factory."),
+    ] = "manual",
+    captcha_command: Annotated[
+        str | None,
+        typer.Option(
+            help="For --captcha command: program that reads the image, prints the answer."
+        ),
+    ] = None,
 ) -> None:
     """One run: fetch, archive, normalise, store, detect; then a summary and the run's events."""
     if replay and record:
         raise fail("--replay and --record exclude each other")
     mode = "replay" if replay else "record" if record else "live"
+    interactive = captcha == "manual" and sys.stdin.isatty() and mode != "replay"
     try:
         get_source(source)
         spec = CrawlSpec(
@@ -88,11 +105,21 @@ def crawl_cmd(
             cassette=replay or record,
             delist_after=delist_after,
             log_level="INFO" if verbose else "WARNING",
+            watchlist=watchlist,
+            captcha=captcha,
+            captcha_command=captcha_command,
+            interactive=interactive,
         )
     except (RegistryError, CrawlError) as exc:
         raise fail(str(exc)) from None
-    with out.status(f"crawling {source} ({mode})…") as status:
-        run_id = crawl(spec, progress=lambda n: status.update(f"crawling {source}: {n} responses"))
+    if interactive:  # no spinner over a captcha prompt
+        out.print(f"crawling {source} ({mode}); a captcha, if asked, is shown here…")
+        run_id = crawl(spec)
+    else:
+        with out.status(f"crawling {source} ({mode})…") as status:
+            run_id = crawl(
+                spec, progress=lambda n: status.update(f"crawling {source}: {n} responses")
+            )
     print_run(run_id, with_events=True)
     with get_engine().connect() as conn:
         if get_run(conn, run_id).state in ("failed", "aborted"):
@@ -146,6 +173,34 @@ def print_run(run_id: str, with_events: bool) -> None:
             out.print(f"  ({len(events) - len(shown)} baseline listings not shown)")
         for event in shown:
             out.print("  " + event_line(event), markup=False)
+
+
+@app.command()
+def probe(
+    source: Annotated[str, typer.Argument(help="Only creditchina has a probe.")],
+    keyword: Annotated[
+        str | None, typer.Option(help="Also search this subject and read its records.")
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option(help="Run the steps against a cassette instead of the site.")
+    ] = None,
+) -> None:
+    """Which outcome each step of a live Credit China session gets today (stores nothing).
+
+    Untested against the live site offline: run it on a machine with network access.
+    """
+    from pipeline.probe import SOURCE
+    from pipeline.probe import probe as run_probe
+
+    if source != SOURCE:
+        raise fail(f"no probe for {source!r} (only {SOURCE})")
+    if replay is not None and not replay.is_file():
+        raise fail(f"cassette {replay} does not exist")
+    steps = run_probe(keyword=keyword, cassette=replay)
+    for step in steps:
+        out.print(step.line(), markup=False)
+    if any(step.outcome != "ok" for step in steps):
+        raise typer.Exit(1)
 
 
 @app.command()

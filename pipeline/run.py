@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from crawlers.captcha import MODES as CAPTCHA_MODES
 from crawlers.registry import get_source
 from storage.engine import database_url, get_engine, upgrade
 from storage.models import RawResponse
@@ -39,6 +40,10 @@ class CrawlSpec:
     delist_after: int = 2
     log_level: str = "WARNING"
     settings: dict[str, str] = field(default_factory=dict)  # Scrapy overrides, e.g. for tests
+    watchlist: str | None = None  # watch mode: a file of names/USCCs, or "db:"
+    captcha: str | None = None  # manual · command · none · module:factory
+    captcha_command: str | None = None  # the program of the `command` solver
+    interactive: bool = False  # a person at a terminal can answer a `manual` captcha
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -49,6 +54,15 @@ class CrawlSpec:
             raise CrawlError(f"cassette {self.cassette} does not exist")
         if self.delist_after < 1:
             raise CrawlError("--delist-after must be at least 1")
+        if self.watchlist and self.watchlist != "db:" and not Path(self.watchlist).is_file():
+            raise CrawlError(f"watchlist {self.watchlist} does not exist")
+        if self.captcha and self.captcha not in CAPTCHA_MODES and ":" not in self.captcha:
+            raise CrawlError(
+                f"--captcha is one of {', '.join(CAPTCHA_MODES)} or module:factory, "
+                f"not {self.captcha!r}"
+            )
+        if self.captcha == "command" and not self.captcha_command:
+            raise CrawlError("--captcha command needs --captcha-command PROGRAM")
 
 
 def scrapy_command(spec: CrawlSpec, run_id: str) -> list[str]:
@@ -61,6 +75,17 @@ def scrapy_command(spec: CrawlSpec, run_id: str) -> list[str]:
     if spec.cassette is not None:
         cmd += ["-s", f"CW_CASSETTE={spec.cassette.resolve()}"]
         cmd += ["-s", f"CW_CASSETTE_MODE={spec.mode}"]
+    if spec.watchlist:
+        watchlist = spec.watchlist
+        if watchlist != "db:":
+            watchlist = str(Path(watchlist).resolve())
+        cmd += ["-s", f"CW_WATCHLIST={watchlist}"]
+    if spec.captcha:
+        cmd += ["-s", f"CW_CAPTCHA={spec.captcha}"]
+    if spec.captcha_command:
+        cmd += ["-s", f"CW_CAPTCHA_COMMAND={spec.captcha_command}"]
+    if spec.interactive:
+        cmd += ["-s", "CW_INTERACTIVE=1"]
     for name, value in spec.settings.items():
         cmd += ["-s", f"{name}={value}"]
     return cmd

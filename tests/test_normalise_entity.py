@@ -156,14 +156,14 @@ def test_label_overrides() -> None:
         ("以不合理的低价组织旅游活动，诱骗旅游者", "low_price_tour"),
         ("指定具体购物场所，安排另行付费旅游项目", "forced_shopping"),
         ("导游诱导、欺骗、强迫或者变相强迫旅游者购物", "forced_shopping"),
-        ("导游擅自变更旅游行程或者拒绝履行旅游合同", "itinerary_change"),
-        ("擅自变更旅游行程安排", "itinerary_change"),
+        ("导游擅自变更旅游行程或者拒绝履行旅游合同", "contract_breach"),
+        ("擅自变更旅游行程安排", "contract_breach"),
         ("委派未取得导游证的人员提供导游服务", "unlicensed_guide"),
         ("未取得旅行社业务经营许可开展旅行社业务", "unlicensed_operation"),
         ("星级饭店未按规定公示服务项目及收费标准", "price_disclosure"),
         ("未与旅游者签订书面旅游合同", "no_written_contract"),
         ("未按规定投保旅行社责任保险", "insurance"),
-        ("擅自變更旅遊行程", "itinerary_change"),  # traditional script
+        ("擅自變更旅遊行程", "contract_breach"),  # traditional script
         ("在景区内乱扔垃圾", "unclassified"),
     ],
 )

@@ -12,9 +12,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Literal
-
-import cn2an
 
 Number = int | float
 
@@ -89,10 +88,55 @@ def parse_number(text: str) -> Decimal | None:
             for unit in m.group(2):
                 value *= _UNIT_VALUES[unit]
             return value
-        mode = "normal" if not re.search(r"\d", text) else "smart"
-        return Decimal(str(cn2an.cn2an(text, mode)))
+        return chinese_number(text)
     except (ValueError, InvalidOperation, KeyError):
         return None
+
+
+_CN_DIGIT_VALUES = {
+    **{c: i for i, c in enumerate("零一二三四五六七八九")},
+    **{c: i for i, c in enumerate("〇壹贰叁肆伍陆柒捌玖")},
+    "○": 0, "两": 2, "貳": 2, "參": 3, "陸": 6,
+}  # fmt: skip
+_CN_SMALL_UNITS = {"十": 10, "拾": 10, "百": 100, "佰": 100, "千": 1000, "仟": 1000}
+_ARABIC_RE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def chinese_number(text: str) -> Decimal | None:
+    """Chinese numerals, financial (壹贰叁 … 拾佰仟万亿) or ordinary, possibly mixed with
+    Arabic digits: ``叁万零伍佰`` → 30500, ``壹拾万`` → 100000, ``1万5千`` → 15000,
+    ``十二`` → 12. None for anything else (two digits without a unit between them, stray
+    characters)."""
+    total = section = Decimal(0)
+    number: Decimal | None = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isascii() and ch.isdigit():
+            if number is not None:
+                return None
+            m = _ARABIC_RE.match(text, i)
+            assert m is not None
+            number, i = Decimal(m.group()), m.end()
+            continue
+        if ch in _CN_DIGIT_VALUES:
+            value = _CN_DIGIT_VALUES[ch]
+            if number is not None and value != 0 and number != 0:
+                return None  # 伍伍: digits without a unit
+            number = Decimal(value)
+        elif ch in _CN_SMALL_UNITS:
+            section += (number if number is not None else 1) * _CN_SMALL_UNITS[ch]
+            number = None
+        elif ch in "万萬":
+            total += (section + (number or 0)) * 10_000
+            section, number = Decimal(0), None
+        elif ch in "亿億":
+            total = (total + section + (number or 0)) * 100_000_000
+            section, number = Decimal(0), None
+        else:
+            return None
+        i += 1
+    return total + section + (number or 0)
 
 
 def penalty_types(text: str | None) -> list[str]:
@@ -148,12 +192,24 @@ def amounts(text: str | None) -> tuple[Number | None, Number | None]:
     )
 
 
-def parse_measure(text: str | None) -> Measure:
-    """Types and amounts of one measure text; an absent measure gives an empty Measure."""
+@lru_cache(maxsize=65536)
+def _measure(text: str) -> tuple[tuple[str, ...], Number | None, Number | None]:
     fine, confiscated = amounts(text)
-    return Measure(penalty_types(text), fine, confiscated)
+    return tuple(penalty_types(text)), fine, confiscated
 
 
+def parse_measure(text: str | None) -> Measure:
+    """Types and amounts of one measure text; an absent measure gives an empty Measure.
+
+    Memoised per distinct text: measures repeat across records far more than they differ.
+    """
+    if not text:
+        return Measure()
+    types, fine, confiscated = _measure(text)
+    return Measure(list(types), fine, confiscated)
+
+
+@lru_cache(maxsize=65536)
 def parse_amount_column(text: str | None, *, unit: Literal["wan", "yuan"] | None) -> Number | None:
     """A money column in yuan (``罚款金额（万元）`` = 0.5 → 5000).
 

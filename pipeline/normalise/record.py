@@ -4,26 +4,55 @@ Values come from the detail page (``entry.fields``) first, then the subject's pr
 (``entry.subject``), then the list row (``entry.row``): the most specific page wins, and a
 lower page only fills what a higher one left empty. Labels that fill no schema field are kept
 in ``extra`` under the portal's own wording so nothing published is lost.
+
+What the normaliser derives besides the schema fields goes to ``extra`` under these keys:
+
+* ``name_parts``: region, trade name, industry, organisation form and branch of an
+  organisation's name (``names.py``);
+* ``case_number_parts``: year, court, case type and sequence of a court 案号 (``casenum.py``);
+* ``code_checks``: check-digit verdicts of an organisation code, a 15-digit registration
+  number or an unmasked resident ID (the USCC has its own fields);
+* ``filed_on``: the ISO date of a court case's filing (立案时间, ``regDate``);
+* ``reason_vocabulary``: the vocabulary and version that gave ``reason_category``;
+* ``open_ended``: true when ``valid_until`` is null because the entry is valid 长期;
+* ``amount_mismatch``: a 万元/元 column and the measure text disagreeing (the column wins);
+* ``pages``: the other pages the entry was read from (provenance, not content).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from crawlers.items import RawEntry
 from storage.schema import RECORD_FIELDS as SCHEMA_RECORD_FIELDS
 from storage.schema import content_of
 
-from .codes import id_kind, parse_uscc, region_from_id_number, region_from_uscc
-from .dates import parse_date, parse_valid_until
+from .casenum import parse_case_key
+from .codes import (
+    classify_code,
+    compact,
+    is_valid_org_code,
+    is_valid_registration_no,
+    is_valid_resident_id,
+    parse_uscc,
+    region_from_id_number,
+    region_from_uscc,
+)
+from .dates import OPEN_ENDED_FROM_YEAR, is_open_ended, parse_clean_date
 from .entity import entity_id, entity_type, record_key
-from .labels import SCHEMA_TARGETS, display_label, lookup
-from .money import Number, parse_amount_column, parse_measure, penalty_types
-from .reasons import reason_category
-from .text import case_number_key, clean_text, name_key
+from .labels import SCHEMA_TARGETS, resolve
+from .money import Number, parse_amount_column, parse_measure
+from .names import parse_name
+from .reasons import reason_category, vocabulary_label
+from .regions import region_from_address
+from .text import _clean, case_number_key, clean_text, name_key
 
 LIST_KINDS = frozenset({"blacklist", "redlist", "penalty", "warning", "good", "license", "other"})
 RECORD_KEY_RULES = frozenset({"case", "subject"})
@@ -31,9 +60,32 @@ RECORD_KEY_RULES = frozenset({"case", "subject"})
 STORAGE_FIELDS = ("status", "first_seen", "last_seen")
 EXTRA_PAGES = "pages"
 EXTRA_AMOUNT_MISMATCH = "amount_mismatch"
+EXTRA_NAME_PARTS = "name_parts"
+EXTRA_CASE_NUMBER_PARTS = "case_number_parts"
+EXTRA_CODE_CHECKS = "code_checks"
+EXTRA_FILED_ON = "filed_on"
+EXTRA_REASON_VOCABULARY = "reason_vocabulary"
+EXTRA_OPEN_ENDED = "open_ended"
 
 # Output order: the schema's Record table, minus the fields storage owns.
 RECORD_FIELDS = tuple(name for name in SCHEMA_RECORD_FIELDS if name not in STORAGE_FIELDS)
+_SCHEMA_TARGETS = frozenset(SCHEMA_TARGETS)
+
+# Where a value of a mixed-code column goes, by what its check digits and shape say it is.
+_CODE_TARGETS = {
+    "uscc": "uscc",
+    "filler": "uscc",
+    "masked_id": "id_number_masked",
+    "resident_id": "id_number_masked",
+    "org_code": "_org_code",
+    "registration_no": "registration_no",
+}
+_ROUTED = frozenset({"_code", "id_number_masked"})
+# A person-ID column holding a company's USCC: that code is a USCC, not a person's ID.
+_ID_COLUMN_REROUTES = {"uscc": "uscc", "filler": "uscc"}
+# Registration-number labels whose 15-digit values carry a GS15 check digit.
+_REG_NO_RE = re.compile(r"\d{15}")
+_BUSINESS_REG_MARKERS = ("注册号", "工商登记", "gszc", "regno")
 
 
 class NormaliseError(ValueError):
@@ -46,7 +98,22 @@ class _Collected:
 
     values: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # target → label that filled it
-    extra: dict[str, str | None] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _route(target: str, value: str) -> str:
+    """The target a value really fills: mixed-code columns by the code's kind."""
+    if target == "_code":
+        return _CODE_TARGETS.get(classify_code(value) or "", "extra")
+    if target == "id_number_masked":
+        return _ID_COLUMN_REROUTES.get(classify_code(value) or "", target)
+    return target
+
+
+@lru_cache(maxsize=4096)
+def _plan(labels: tuple[str, ...]) -> tuple[tuple[str, int, str], ...]:
+    """``resolve`` for every label of a page: a list's pages repeat one set of labels."""
+    return tuple(resolve(label) for label in labels)
 
 
 def _collect(entry: RawEntry, overrides: dict[str, str] | None) -> _Collected:
@@ -58,34 +125,49 @@ def _collect(entry: RawEntry, overrides: dict[str, str] | None) -> _Collected:
     schema fields, so their labels are kept in ``extra`` too.
     """
     out = _Collected()
-
-    def keep(label: str, value: str | None) -> None:
-        if out.extra.get(label) is None:
-            out.extra[label] = value
-
+    values, labels, extra = out.values, out.labels, out.extra
+    schema = _SCHEMA_TARGETS
     for page in (entry.fields, entry.subject, entry.row):
-        ranked = sorted(
-            (
-                (*lookup(raw_label, overrides), display_label(raw_label), clean_text(raw_value))
-                for raw_label, raw_value in page.items()
-            ),
-            key=lambda item: item[1],
+        if not page:
+            continue
+        best: dict[str, tuple[int, str, str]] = {}  # target → (rank, label, value) on this page
+        plan = (
+            tuple(resolve(raw_label, overrides) for raw_label in page)
+            if overrides
+            else _plan(tuple(page))
         )
-        filled_here: set[str] = set()
-        for target, _, label, value in ranked:
-            is_schema = target in SCHEMA_TARGETS
-            if target == "ignore" or (is_schema and value is None):
+        for (target, rank, label), raw_value in zip(plan, page.values(), strict=True):
+            if target == "ignore":
                 continue
-            if target == "extra":
-                keep(label, value)
-            elif value is not None and target not in out.values:
-                out.values[target] = value
-                out.labels[target] = label
-                filled_here.add(target)
-                if not is_schema:
-                    keep(label, value)
-            elif not is_schema or target in filled_here:
-                keep(label, value)
+            value = _clean(raw_value) if type(raw_value) is str else clean_text(raw_value)
+            if value is None:
+                if target not in schema and extra.get(label) is None:
+                    extra[label] = None  # an empty helper or extra cell is kept as such
+                continue
+            if target in _ROUTED:
+                target = _route(target, value)
+            if target == "extra" or target in values:
+                # Unmapped, or already filled by a more specific page: a schema value
+                # repeated there adds nothing, anything else is kept.
+                if target not in schema and extra.get(label) is None:
+                    extra[label] = value
+                continue
+            current = best.get(target)
+            if current is None:
+                best[target] = (rank, label, value)
+                continue
+            if rank < current[0]:
+                best[target] = (rank, label, value)
+                demoted = current
+            else:
+                demoted = (rank, label, value)
+            if extra.get(demoted[1]) is None:
+                extra[demoted[1]] = demoted[2]  # a lower-priority label for the same field
+        for target, (_, label, value) in best.items():
+            values[target] = value
+            labels[target] = label
+            if target not in schema and extra.get(label) is None:
+                extra[label] = value
     return out
 
 
@@ -93,13 +175,20 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+# Amount columns per kind, most specific unit first.
+_AMOUNT_COLUMNS = {
+    kind: ((f"_{kind}_wan", "wan"), (f"_{kind}_yuan", "yuan"), (f"_{kind}_amount", None))
+    for kind in ("fine", "confiscated")
+}
+
+
 def _amount(
     c: _Collected, kind: str, from_measure: Number | None
 ) -> tuple[Number | None, tuple[Number, Number] | None]:
     """A 万元/元 column wins over the measure text; a disagreement is returned for flagging."""
     column: Number | None = None
-    for suffix, unit in (("_wan", "wan"), ("_yuan", "yuan"), ("_amount", None)):
-        text = c.values.get(f"_{kind}{suffix}")
+    for target, unit in _AMOUNT_COLUMNS[kind]:
+        text = c.values.get(target)
         if text is not None:
             column = parse_amount_column(text, unit=unit)  # type: ignore[arg-type]
             if column is not None:
@@ -109,6 +198,32 @@ def _amount(
     if from_measure is not None and from_measure != column:
         return column, (column, from_measure)
     return column, None
+
+
+def _code_checks(c: _Collected, id_number: str | None) -> dict[str, bool]:
+    """Check-digit verdicts of the codes besides the USCC (which has its own fields)."""
+    checks: dict[str, bool] = {}
+    org_code = c.values.get("_org_code")
+    if org_code is not None:
+        checks["org_code"] = is_valid_org_code(org_code)
+    reg_no = c.values.get("registration_no")
+    reg_label = c.labels.get("registration_no", "")
+    if (
+        reg_no is not None
+        and _REG_NO_RE.fullmatch(compact(reg_no))
+        and (
+            any(marker in reg_label.lower() for marker in _BUSINESS_REG_MARKERS)
+            or resolve(reg_label)[0] == "_code"  # a mixed column read it as a 注册号
+        )
+    ):
+        checks["registration_no"] = is_valid_registration_no(reg_no)
+    if (
+        id_number is not None
+        and classify_code(id_number) == "resident_id"
+        and len(compact(id_number)) == 18
+    ):
+        checks["id_number"] = is_valid_resident_id(id_number)
+    return checks
 
 
 def normalise_entry(
@@ -122,7 +237,8 @@ def normalise_entry(
     """Every schema Record field except ``status``, ``first_seen``, ``last_seen``.
 
     Dates are ISO strings and absent values None, so the result is ready for JSON. Raises
-    ``NormaliseError`` when the entry names no subject.
+    ``NormaliseError`` when the entry names no subject. Pure: no I/O (the dictionaries it
+    uses are loaded once per process, see ``pipeline.normalise``).
     """
     if list_kind not in LIST_KINDS:
         raise ValueError(f"unknown list_kind {list_kind!r}")
@@ -137,13 +253,15 @@ def normalise_entry(
     entity_key = name_key(entity_name)
 
     code = parse_uscc(v.get("uscc"))
+    uscc_value = code.uscc
     id_number = v.get("id_number_masked")
-    uscc_value, uscc_raw, uscc_valid = code.uscc, code.uscc_raw, code.uscc_valid
-    if id_kind(id_number) == "uscc" and uscc_raw is None:
-        # A company's code published in the ID column: it is a USCC, not a person's ID.
-        code = parse_uscc(id_number)
-        uscc_value, uscc_raw, uscc_valid = code.uscc, code.uscc_raw, code.uscc_valid
-        id_number = None
+    kind = entity_type(
+        entity_name,
+        uscc=uscc_value,
+        uscc_raw=code.uscc_raw,
+        id_number=id_number,
+        type_label=v.get("_type_label"),
+    )
 
     case_number = v.get("case_number")
     case_key = case_number_key(case_number)
@@ -152,34 +270,50 @@ def normalise_entry(
     measure = v.get("measure")
     parsed = parse_measure(measure)
     types = parsed.penalty_types
-    if (not types or types == ["other"]) and v.get("_penalty_category"):
-        types = penalty_types(v["_penalty_category"]) or types
+    category = v.get("_penalty_category")
+    if (not types or types == ["other"]) and category:
+        types = parse_measure(category).penalty_types or types
     fine, fine_flag = _amount(c, "fine", parsed.fine_yuan)
     confiscated, confiscated_flag = _amount(c, "confiscated", parsed.confiscated_yuan)
 
-    decided_on = parse_date(v.get("decided_on"))
-    published_on = parse_date(v.get("published_on"))
-    valid_until = parse_valid_until(v.get("valid_until"))
-    for target, parsed_date in (
-        ("decided_on", decided_on),
-        ("published_on", published_on),
-        ("valid_until", valid_until),
-    ):
-        if parsed_date is None and target in v:
-            # Kept as published: 长期 (open-ended) or text no rule could read.
-            c.extra.setdefault(c.labels[target], v[target])
+    decided_on = parse_clean_date(v.get("decided_on"))
+    published_on = parse_clean_date(v.get("published_on"))
+    valid_until = parse_clean_date(v.get("valid_until"))
+    if valid_until is not None and valid_until.year >= OPEN_ENDED_FROM_YEAR:
+        valid_until = None  # 2099-12-31: the 双公示 way of writing "long-term"
+    if valid_until is None and "valid_until" in v and is_open_ended(v["valid_until"]):
+        c.extra[EXTRA_OPEN_ENDED] = True  # null because 长期, not because unknown
+    if decided_on is None or published_on is None or valid_until is None:
+        for target, parsed_date in (
+            ("decided_on", decided_on),
+            ("published_on", published_on),
+            ("valid_until", valid_until),
+        ):
+            if parsed_date is None and target in v:
+                # Kept as published: 长期 (open-ended) or text no rule could read.
+                c.extra.setdefault(c.labels[target], v[target])
 
-    extra: dict[str, Any] = dict(c.extra)
-    mismatches = {
-        name: {"column": flag[0], "measure": flag[1]}
-        for name, flag in (("fine_yuan", fine_flag), ("confiscated_yuan", confiscated_flag))
-        if flag is not None
-    }
-    if mismatches:
-        extra[EXTRA_AMOUNT_MISMATCH] = mismatches
+    extra = c.extra
+    if kind != "person" and (parts := parse_name(entity_name)) is not None:
+        extra[EXTRA_NAME_PARTS] = parts.as_dict()
+    if (case_parts := parse_case_key(case_key)) is not None:
+        extra[EXTRA_CASE_NUMBER_PARTS] = case_parts
+    if checks := _code_checks(c, id_number):
+        extra[EXTRA_CODE_CHECKS] = checks
+    if (filed_on := parse_clean_date(v.get("_filed_on"))) is not None:
+        extra[EXTRA_FILED_ON] = filed_on.isoformat()
+    reason_class = reason_category(domain, reason)
+    if reason_class is not None:
+        extra[EXTRA_REASON_VOCABULARY] = vocabulary_label(domain)
+    if fine_flag is not None or confiscated_flag is not None:
+        extra[EXTRA_AMOUNT_MISMATCH] = {
+            name: {"column": flag[0], "measure": flag[1]}
+            for name, flag in (("fine_yuan", fine_flag), ("confiscated_yuan", confiscated_flag))
+            if flag is not None
+        }
     extra[EXTRA_PAGES] = [{"url": p.url, "sha256": p.sha256, "role": p.role} for p in entry.pages]
 
-    record: dict[str, Any] = {
+    return {
         "source": entry.source,
         "list": entry.list,
         "list_kind": list_kind,
@@ -195,25 +329,23 @@ def normalise_entry(
         "entity_id": entity_id(entry.source, uscc_value, id_number, entity_key),
         "entity_name": entity_name,
         "entity_name_key": entity_key,
-        "entity_type": entity_type(
-            entity_name,
-            uscc=uscc_value,
-            uscc_raw=uscc_raw,
-            id_number=id_number,
-            type_label=v.get("_type_label"),
-        ),
+        "entity_type": kind,
         "uscc": uscc_value,
-        "uscc_raw": uscc_raw,
-        "uscc_valid": uscc_valid,
+        "uscc_raw": code.uscc_raw,
+        "uscc_valid": code.uscc_valid,
         "id_number_masked": id_number,
         "legal_representative": v.get("legal_representative"),
         "registration_no": v.get("registration_no"),
-        "region_code": region_from_uscc(uscc_value) or region_from_id_number(id_number),
+        "region_code": (
+            region_from_uscc(uscc_value)
+            or region_from_id_number(id_number)
+            or region_from_address(v.get("_address"))
+        ),
         "case_number": case_number,
         "case_number_key": case_key,
         "title": title,
         "reason": reason,
-        "reason_category": reason_category(domain, reason),
+        "reason_category": reason_class,
         "basis": v.get("basis"),
         "measure": measure,
         "penalty_types": types,
@@ -227,7 +359,19 @@ def normalise_entry(
         "raw_sha256": entry.raw_sha256,
         "extra": extra,
     }
-    return {name: record[name] for name in RECORD_FIELDS}
+
+
+def _canonical_json(content: dict[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTF-8 text unescaped, anything else by ``str()``: the same
+    bytes as ``json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    default=str)``, produced by orjson (a tenth of the time: hashing is on the hot path)."""
+    try:
+        return orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
+        text = json.dumps(
+            content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+        )
+        return text.encode("utf-8")
 
 
 def content_hash(record: dict[str, Any]) -> str:
@@ -236,11 +380,4 @@ def content_hash(record: dict[str, Any]) -> str:
     Provenance is left out on purpose: a subject page that changes bytes (a new counter, a
     new list page) must not make the entries it contributed to look modified.
     """
-    canonical = json.dumps(
-        content_of(record),
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canonical_json(content_of(record))).hexdigest()

@@ -8,10 +8,12 @@ matching the same thing published in different widths, scripts and bracket style
 from __future__ import annotations
 
 import html
+import json
 import re
 import string
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 import opencc
 
@@ -27,7 +29,11 @@ PLACEHOLDERS: frozenset[str] = frozenset(
     {"", "无", "暂无", "空", "无数据", "未公示", "不公示", "null", "none", "nil", "nan", "n/a"}
 )
 # Cells made only of dashes, slashes, dots or equals signs (`—`, `--`, `/`, `——`, `.`, `=`).
-_FILLER_RE = re.compile(r"[-‐‑‒–—―─━_~·・./\\=]+")
+_FILLER_CHARS = "-‐‑‒–—―─━_~·・./\\="
+_FILLER_RE = re.compile(rf"[{re.escape(_FILLER_CHARS)}]+")
+# Longer texts can only be placeholders when made of filler: their first character tells.
+_SHORT = 12
+_FILLER_FIRST = frozenset(_FILLER_CHARS + "－＿～．／＼＝﹣﹒")
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -44,16 +50,42 @@ def _t2s() -> opencc.OpenCC:
 
 def trim(s: str) -> str:
     """Strip whitespace (incl. U+3000, U+00A0) and zero-width characters at both ends."""
+    if s and not (s[0].isspace() or s[-1].isspace() or s[0] in _INVISIBLE or s[-1] in _INVISIBLE):
+        return s
     return _TRIM_RE.sub("", s)
 
 
 def is_placeholder(s: str) -> bool:
     """True for the texts portals use to mean "no value" (`—`, `-`, `/`, `无`, `暂无` ...)."""
+    if len(s) > _SHORT and s.lstrip()[:1] not in _FILLER_FIRST:
+        return False
     folded = _SPACE_RE.sub("", unicodedata.normalize("NFKC", s)).translate(_ASCII_LOWER)
     return folded in PLACEHOLDERS or _FILLER_RE.fullmatch(folded) is not None
 
 
-def clean_text(s: str | None) -> str | None:
+def as_text(value: Any) -> str | None:
+    """A value as a spider may hand it over (JSON numbers, objects, spreadsheet floats) →
+    its text: ``510240.0`` → ``510240``, objects → compact JSON (read by ``parse_date``)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+@lru_cache(maxsize=1 << 17)
+def _clean(s: str) -> str | None:
+    text = trim(html.unescape(s)) if "&" in s else trim(s)
+    if is_placeholder(text):
+        return None
+    return text
+
+
+def clean_text(s: Any) -> str | None:
     """Published text made safe to store: entities decoded, trimmed, placeholders → None.
 
     Nothing else changes (no tag stripping, no width folding): the schema promises the text
@@ -61,18 +93,22 @@ def clean_text(s: str | None) -> str | None:
     """
     if s is None:
         return None
-    text = trim(html.unescape(str(s)))
-    if is_placeholder(text):
-        return None
-    return text
+    text = s if isinstance(s, str) else as_text(s)
+    return None if text is None else _clean(text)
 
 
-def fold(s: str) -> str:
-    """NFKC, traditional → simplified, all whitespace removed, ASCII lower-cased."""
+@lru_cache(maxsize=1 << 16)
+def simplified(s: str) -> str:
+    """NFKC, traditional → simplified, all whitespace removed; case kept (name parsing)."""
     text = unicodedata.normalize("NFKC", s)
     text = _t2s().convert(text)
-    text = _SPACE_RE.sub("", text)
-    return text.translate(_ASCII_LOWER)
+    return _SPACE_RE.sub("", text)
+
+
+@lru_cache(maxsize=1 << 16)
+def fold(s: str) -> str:
+    """NFKC, traditional → simplified, all whitespace removed, ASCII lower-cased."""
+    return simplified(s).translate(_ASCII_LOWER)
 
 
 def name_key(s: str | None) -> str | None:

@@ -1,0 +1,657 @@
+"""Credit China (信用中国): national lists (list mode) and watched subjects' records (watch mode).
+
+One Chromium page carries the whole run. The portal page is opened through scrapy-playwright,
+the site's own scripts set up the WAF session (cookies, the ``rcwCQitg`` token wrapper), and
+every API call is then made from inside that page (``crawlers.creditchina_page``), one at a
+time, at least ``CW_API_MIN_INTERVAL`` seconds apart. In replay and record modes the page is
+routed to the run's vcrpy cassette at page level (``crawlers.browser``) from the page init
+callback; nothing outside the cassette is sent.
+
+In-page calls bypass Scrapy's downloader middlewares, so this spider archives each response
+and gives it its outcome itself, through the run context. Session-level refusals (412
+challenge, 40001, an unsolved captcha, 403/429) bear on the whole source and stop the run's
+calls: the portal is refusing this session and asking again would only hammer it. Problems of
+one page (empty, malformed, a failed fetch) bear on the list it served.
+
+The portal page itself may meet the WAF's 412 before the site's scripts clear it, so its
+Scrapy fetch is filed under the pseudo-list ``creditchina.session`` (bearing on no list); the
+spider waits for the challenge to clear and files a ``waf_challenge`` for the whole source only
+when it does not. robots.txt of both hosts is read the same way, by the spider (Scrapy's robots
+middleware is off for this source): a WAF answer to it forbids nothing, a rule forbidding the
+portal page or the API stops the run before any call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import scrapy
+from protego import Protego
+from scrapy.crawler import Crawler
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+from twisted.python.failure import Failure
+
+from crawlers.browser import route_through_cassette
+from crawlers.captcha import CaptchaSolver, solver_from_settings
+from crawlers.cassette import CassetteBridge
+from crawlers.creditchina_api import (
+    CAPTCHA_CHECK,
+    CAPTCHA_FIELD,
+    CAPTCHA_IMAGE,
+    DETAILS_PARAMS,
+    RECORDS_PARAMS,
+    RECORDS_SORT,
+    SEARCH_PARAMS,
+    SEARCH_SUBJECT,
+    SESSION_OUTCOMES,
+    SUBJECT_DETAILS,
+    SUBJECT_RECORDS,
+    Reply,
+    api_url,
+    captcha_passed,
+    classify,
+    head_entity,
+    labelled_fields,
+    list_data,
+    pages_to_read,
+    subject_hits,
+)
+from crawlers.creditchina_page import PageFetch, fetch_in_page, launch_options, unreachable
+from crawlers.extensions import crawl_mode
+from crawlers.items import ListPage, PageRef, RawEntry
+from crawlers.outcomes import outcome_for_exception, outcome_for_status
+from crawlers.registry import ListDef
+from crawlers.runcontext import RunContext, run_context
+from crawlers.spiders.base import PortalSpider
+from crawlers.watchlist import WatchlistError, WatchSubject, load_watchlist
+
+logger = logging.getLogger(__name__)
+
+SESSION_LIST = "creditchina.session"  # bears on no list: see the module docstring
+WATCH_LOOKUP_LIST = "creditchina.watch"  # subject look-ups that went fine
+CALL_TIMEOUT_S = 30.0
+SEARCH_PAGE_SIZE = 10
+REPLAY_CHALLENGE_WAIT = 2.0
+
+
+@dataclass
+class Resolved:
+    """A watched subject as the portal knows it."""
+
+    name: str
+    code: str
+    entity_type: str
+    profile: dict[str, str]
+    refs: list[PageRef]
+
+
+@dataclass
+class WatchPages:
+    """Pages read for one watch list, over all subjects, and what their envelopes declared."""
+
+    pages: list[tuple[str, str, int]] = field(default_factory=list)  # url, sha256, rows
+    declared: int = 0
+
+
+class CreditChinaSpider(PortalSpider):
+    name = "creditchina"
+    source_id: ClassVar[str] = "creditchina"
+
+    bridge: CassetteBridge | None = None
+    solver: CaptchaSolver
+    mode: str = "live"
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        session = cls.source().raw.get("session", {})
+        replaying = crawl_mode(settings) == "replay"
+        handler = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
+        navigation_s = float(session.get("navigation_timeout", 20.0))
+        overrides: dict[str, Any] = {
+            "DOWNLOAD_HANDLERS": {"http": handler, "https": handler},
+            "PLAYWRIGHT_BROWSER_TYPE": "chromium",
+            "PLAYWRIGHT_LAUNCH_OPTIONS": launch_options(settings.getlist("CW_BROWSER_ARGS")),
+            "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": navigation_s * 1000,
+            "PLAYWRIGHT_MAX_CONTEXTS": 1,
+            "DOWNLOAD_TIMEOUT": max(navigation_s, 10.0),
+            "ROBOTSTXT_OBEY": False,  # read by the spider itself, see start()
+            "CW_API_MIN_INTERVAL": 0.0 if replaying else float(session.get("min_interval", 10.0)),
+            "CW_CHALLENGE_WAIT": (
+                REPLAY_CHALLENGE_WAIT if replaying else float(session.get("challenge_wait", 15.0))
+            ),
+        }
+        for name, value in overrides.items():
+            settings.set(name, value, priority="spider")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> CreditChinaSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        settings = crawler.settings
+        spider.mode = crawl_mode(settings)
+        if spider.mode != "live":
+            # One bridge for the page's routes and Scrapy's own requests (robots.txt). No
+            # playback repeats: a call answered once by a captcha and then by data is two
+            # recorded interactions, played in order.
+            spider.bridge = CassetteBridge.open(
+                settings["CW_CASSETTE"],
+                mode=spider.mode,  # type: ignore[arg-type]
+                match_on=settings.getlist("CW_CASSETTE_MATCH_ON") or None,
+                filter_query_parameters=settings.getlist("CW_CASSETTE_FILTER_QUERY"),
+                allow_playback_repeats=False,
+            )
+            crawler.cw_cassette = spider.bridge  # type: ignore[attr-defined]
+        spider.solver = solver_from_settings(settings)
+        return spider
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        conf = self.source().raw
+        self.session_conf: dict[str, Any] = conf.get("session", {})
+        self.watch_conf: dict[str, Any] = conf.get("watch", {})
+        self.list_conf: dict[str, dict[str, Any]] = {
+            f"{self.source_id}.{raw['id']}": raw for raw in conf.get("lists", [])
+        }
+        self.api_base: str = self.session_conf["api_base"]
+        self.portal_url: str = self.session_conf["portal_url"]
+        self.stopped = False
+        self.last_call: float | None = None
+        self.nav_status: int | None = None
+
+    @property
+    def run(self) -> RunContext:
+        return run_context(self.crawler)
+
+    # --- Session ------------------------------------------------------------------------------
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        if self.mode != "replay":
+            problem = await asyncio.to_thread(
+                unreachable,
+                [self.portal_url, self.api_base],
+                float(self.session_conf.get("connect_timeout", 5.0)),
+            )
+            if problem:
+                logger.error("creditchina: %s; nothing fetched", problem)
+                self.run.writer.add_fetch(
+                    url=self.portal_url, outcome="http_error", list_id=None, detail=problem
+                )
+                return
+        # robots.txt of both hosts first, then the portal page. Fetched here rather than by
+        # Scrapy's robots middleware so a WAF answer to them bears on no list (see SESSION_LIST).
+        yield self.robots_request([self.portal_url, self.api_base])
+
+    def robots_request(self, pending: list[str]) -> scrapy.Request:
+        parts = urlsplit(pending[0])
+        return scrapy.Request(
+            f"{parts.scheme}://{parts.netloc}/robots.txt",
+            callback=self.parse_robots,
+            errback=self.robots_failed,
+            cb_kwargs={"pending": pending},
+            dont_filter=True,
+            meta={"cw_list": SESSION_LIST, "handle_httpstatus_all": True, "dont_retry": True},
+        )
+
+    def parse_robots(self, response: Response, pending: list[str]) -> Iterator[scrapy.Request]:
+        """Stop when robots.txt forbids what we came for; an unreadable one forbids nothing."""
+        target = pending[0]
+        if response.status == 200:
+            agent = str(self.settings.get("USER_AGENT") or "creditwatch")
+            rules = Protego.parse(response.body.decode("utf-8", "replace"))
+            if not rules.can_fetch(target, agent):
+                detail = f"forbidden by {response.url} for {agent.split()[0]}: {target}"
+                logger.error("creditchina: %s", detail)
+                self.file(target, "http_error", None, None, detail)
+                return
+        yield self.next_after_robots(pending[1:])
+
+    def robots_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
+        yield self.next_after_robots(failure.request.cb_kwargs["pending"][1:])  # type: ignore[attr-defined]
+
+    def next_after_robots(self, pending: list[str]) -> scrapy.Request:
+        if pending:
+            return self.robots_request(pending)
+        return scrapy.Request(
+            self.portal_url,
+            callback=self.parse_portal,
+            errback=self.portal_failed,
+            dont_filter=True,
+            meta={
+                "playwright": True,
+                "playwright_include_page": True,
+                "playwright_page_init_callback": self.init_page,
+                "playwright_page_goto_kwargs": {"wait_until": "load"},
+                "handle_httpstatus_all": True,
+                "dont_retry": True,
+                "cw_list": SESSION_LIST,
+            },
+        )
+
+    async def init_page(self, page: Any, request: scrapy.Request) -> None:
+        """Route the page to the cassette and watch its main-frame navigations."""
+
+        def on_response(response: Any) -> None:
+            if response.request.is_navigation_request() and response.frame == page.main_frame:
+                self.nav_status = response.status
+
+        page.on("response", on_response)
+        if self.bridge is not None:
+            await route_through_cassette(page, self.bridge)
+
+    async def parse_portal(self, response: Response) -> AsyncIterator[Any]:
+        page = response.meta["playwright_page"]
+        async for item in self.session(page, response.url, response.status):
+            yield item
+
+    async def portal_failed(self, failure: Failure) -> AsyncIterator[Any]:
+        """The portal page failed to load. A challenge script reloading the page while it
+        was being read lands here too: then the session goes on once the reload is done.
+        Otherwise (no answer at all: DNS, timeout) the host is named and the run stops."""
+        request = failure.request  # type: ignore[attr-defined]
+        page = request.meta.get("playwright_page")
+        answered = self.nav_status is not None
+        if page is not None and not page.is_closed() and answered:
+            async for item in self.session(page, request.url, None):
+                yield item
+            return
+        if page is not None:
+            await page.close()
+        exc = failure.value
+        host = urlsplit(request.url).hostname
+        detail = f"portal page unreachable ({host}): {type(exc).__name__}: {exc}"
+        logger.error("creditchina: %s", detail)
+        self.file(request.url, outcome_for_exception(exc), None, None, detail)
+
+    async def session(self, page: Any, url: str, status: int | None) -> AsyncIterator[Any]:
+        """Every list, then watch mode, in one page; the page is closed at the end."""
+        try:
+            if await self.session_ready(page, url, status):
+                for lst in self.source().lists:
+                    if "api" in self.list_conf[lst.id] and not self.stopped:
+                        async for item in self.crawl_list(page, lst):
+                            yield item
+                async for item in self.crawl_watch(page):
+                    yield item
+        finally:
+            await page.close()
+
+    async def session_ready(self, page: Any, url: str, status: int | None) -> bool:
+        """True once the portal page is up and no challenge stands in the way.
+
+        A 412 is the WAF's challenge page; its script computes a cookie and reloads the page,
+        so the challenge is cleared once a later main-frame navigation answers below 400.
+        (The markers of a challenge page, ``$_ts`` and ``<meta r="m">``, also sit on the
+        site's ordinary pages, so only the status tells them apart here.) ``status`` None:
+        the page was still navigating when it was read.
+        """
+        if status is not None and status != 412:
+            if status < 400:
+                return True
+            self.file(
+                url,
+                outcome_for_status(status),
+                None,
+                status,
+                f"portal page answered HTTP {status}",
+            )
+            return False
+        wait = self.settings.getfloat("CW_CHALLENGE_WAIT")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            if (self.nav_status or 412) < 400:
+                try:
+                    await page.wait_for_load_state("load", timeout=max(wait, 1.0) * 1000)
+                except Exception:
+                    continue
+                logger.info("creditchina: the portal's challenge cleared")
+                return True
+        self.file(
+            url,
+            "waf_challenge",
+            None,
+            status or self.nav_status,
+            f"the portal's challenge page did not clear within {wait:g} s",
+        )
+        return False
+
+    # --- API calls ----------------------------------------------------------------------------
+
+    def file(
+        self,
+        url: str,
+        outcome: str,
+        list_id: str | None,
+        status: int | None = None,
+        detail: str | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        self.run.writer.add_fetch(
+            url=url,
+            outcome=outcome,
+            list_id=list_id,
+            status=status,
+            detail=detail[:1000] if detail else None,
+            sha256=sha256,
+        )
+
+    async def throttle(self) -> None:
+        """At least CW_API_MIN_INTERVAL seconds from one call's start to the next."""
+        interval = self.settings.getfloat("CW_API_MIN_INTERVAL")
+        if interval > 0 and self.last_call is not None:
+            wait = self.last_call + interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        self.last_call = time.monotonic()
+
+    async def fetch(
+        self, page: Any, url: str, method: str = "GET", form: dict[str, str] | None = None
+    ) -> tuple[PageFetch, str | None]:
+        """One throttled in-page call, archived; returns it with its body's sha256."""
+        await self.throttle()
+        misses = len(self.bridge.misses) if self.bridge else 0
+        got = await fetch_in_page(page, url, method=method, form=form, timeout_s=CALL_TIMEOUT_S)
+        if got.status is None:
+            if self.bridge and len(self.bridge.misses) > misses:
+                got = PageFetch(
+                    got.url, method, error=f"{got.error}; {self.bridge.misses[-1].explanation}"
+                )
+            return got, None
+        ctx = self.run
+        sha = hashlib.sha256(got.body).hexdigest()
+        fetched_at = ctx.observe_response(got.header("date"), from_cassette=self.mode == "replay")
+        ctx.writer.add_response(
+            url=got.url,
+            method=method,
+            status=got.status,
+            headers=[[name, value] for name, value in got.headers],
+            body=got.body,
+            sha256=sha,
+            fetched_at=fetched_at,
+            from_cassette=self.mode == "replay",
+        )
+        return got, sha
+
+    async def api(
+        self, page: Any, url: str, lists: Sequence[str], *, solve: bool = True
+    ) -> tuple[Reply, PageRef] | None:
+        """An ok envelope and its page, or None once the failure is filed.
+
+        Page-level failures are filed for each list in ``lists``; session-level ones for the
+        whole source, and they stop the run's calls. A captcha is handed to the solver once;
+        solved, the call is made again.
+        """
+        got, sha = await self.fetch(page, url)
+        if got.status is None:
+            outcome = "timeout" if "timeout" in (got.error or "").lower() else "http_error"
+            for list_id in lists:
+                self.file(got.url, outcome, list_id, None, got.error)
+            return None
+        reply = classify(got.status, got.body)
+        if reply.outcome == "captcha_required" and solve and await self.solve_captcha(page):
+            self.file(got.url, "captcha_required", SESSION_LIST, got.status, "solved", sha)
+            return await self.api(page, url, lists, solve=False)
+        if reply.outcome in SESSION_OUTCOMES:
+            self.stopped = True
+            logger.error(
+                "creditchina: %s at %s (%s); stopping", reply.outcome, got.url, reply.detail
+            )
+            self.file(got.url, reply.outcome, None, got.status, reply.detail, sha)
+            return None
+        if reply.outcome != "ok":
+            for list_id in lists:
+                self.file(got.url, reply.outcome, list_id, got.status, reply.detail, sha)
+            return None
+        self.file(
+            got.url, "ok", lists[0] if len(lists) == 1 else WATCH_LOOKUP_LIST, got.status, None, sha
+        )
+        return reply, PageRef(got.url, sha or "", "list")
+
+    async def solve_captcha(self, page: Any) -> bool:
+        """Fetch the image in the page, ask the solver, submit its answer."""
+        image, sha = await self.fetch(
+            page, api_url(self.api_base, CAPTCHA_IMAGE, {"_v": time.time()})
+        )
+        if image.status != 200 or not image.body:
+            self.file(image.url, "captcha_required", SESSION_LIST, image.status, image.error, sha)
+            return False
+        self.file(image.url, "ok", SESSION_LIST, image.status, None, sha)
+        answer = await asyncio.to_thread(
+            self.solver.solve, image.body, image.header("content-type")
+        )
+        if not answer:
+            logger.warning("creditchina: captcha solver %s gave no answer", self.solver.name)
+            return False
+        check, sha = await self.fetch(
+            page,
+            api_url(self.api_base, CAPTCHA_CHECK, {"_v": time.time()}),
+            method="POST",
+            form={CAPTCHA_FIELD: answer},
+        )
+        passed = check.status == 200 and captcha_passed(check.body)
+        self.file(
+            check.url,
+            "ok" if passed else "captcha_required",
+            SESSION_LIST,
+            check.status,
+            None if passed else f"answer rejected: {check.error or check.body[:80]!r}",
+            sha,
+        )
+        return passed
+
+    # --- List mode ----------------------------------------------------------------------------
+
+    async def crawl_list(self, page: Any, lst: ListDef) -> AsyncIterator[Any]:
+        """A list's pages newest first, up to the portal's cap."""
+        conf = self.list_conf[lst.id]["api"]
+        size = int(conf.get("page_size", 10))
+        cap = int(conf["cap"]) if conf.get("cap") else None
+        if conf.get("max_pages"):  # read less than the portal serves: never complete then
+            cap = min(cap or size * int(conf["max_pages"]), size * int(conf["max_pages"]))
+        columns = conf.get("columns") or {}
+        page_no, pages = 1, 1
+        while page_no <= pages and not self.stopped:
+            params = {**conf.get("params", {}), "page": page_no, "pageSize": size}
+            got = await self.api(page, api_url(self.api_base, conf["endpoint"], params), [lst.id])
+            if got is None:
+                return
+            reply, ref = got
+            try:
+                data = list_data(reply.data)
+            except ValueError as exc:
+                self.file(ref.url, "layout_drift", lst.id, 200, str(exc), ref.sha256)
+                return
+            if data.total is None:
+                # Without the declared total nothing says the pages read were all of it.
+                self.file(ref.url, "layout_drift", lst.id, 200, "envelope has no total", ref.sha256)
+                return
+            if page_no == 1:
+                pages = pages_to_read(data.total, size, cap)
+            yield ListPage(
+                source=self.source_id,
+                list=lst.id,
+                url=ref.url,
+                sha256=ref.sha256,
+                page_no=page_no,
+                rows=len(data.rows),
+                declared_total=data.total,
+            )
+            for row in data.rows:
+                yield RawEntry(
+                    source=self.source_id,
+                    list=lst.id,
+                    source_url=ref.url,
+                    raw_sha256=ref.sha256,
+                    fields=labelled_fields(row, columns),
+                    pages=[ref],
+                )
+            if not data.rows:
+                self.file(ref.url, "empty", lst.id, 200, f"page {page_no} lists no entries")
+                return
+            page_no += 1
+
+    # --- Watch mode ---------------------------------------------------------------------------
+
+    async def crawl_watch(self, page: Any) -> AsyncIterator[Any]:
+        """Every record of each watch list's type for every watched subject."""
+        watch_lists = [lst for lst in self.source().lists if "watch" in self.list_conf[lst.id]]
+        if not watch_lists or self.stopped:
+            return
+        ids = [lst.id for lst in watch_lists]
+        spec = self.settings.get("CW_WATCHLIST")
+        try:
+            subjects = load_watchlist(spec, self.run.engine, self.source_id)
+        except WatchlistError as exc:
+            for list_id in ids:
+                self.file(f"watchlist:{spec}", "malformed", list_id, None, str(exc))
+            return
+        if not subjects:
+            why = f"watchlist {spec} names no subject" if spec else "no watchlist (--watchlist)"
+            for list_id in ids:
+                self.file(f"watchlist:{spec or ''}", "empty", list_id, None, why)
+            return
+        seen: dict[str, WatchPages] = defaultdict(WatchPages)
+        for subject in subjects:
+            if self.stopped:
+                break
+            resolved = await self.resolve(page, subject, ids)
+            if resolved is None:
+                continue
+            for lst in watch_lists:
+                if self.stopped:
+                    break
+                async for item in self.subject_records(page, resolved, lst, seen[lst.id]):
+                    yield item
+        for lst in watch_lists:
+            read = seen[lst.id]
+            for number, (url, sha, rows) in enumerate(read.pages, start=1):
+                yield ListPage(
+                    source=self.source_id,
+                    list=lst.id,
+                    url=url,
+                    sha256=sha,
+                    page_no=number,
+                    rows=rows,
+                    declared_total=read.declared if number == 1 else None,
+                )
+
+    async def resolve(self, page: Any, subject: WatchSubject, ids: list[str]) -> Resolved | None:
+        """catalogSearchHome → getTyshxydmDetailsContent for one watched subject."""
+        params = {
+            "keyword": subject.keyword,
+            **SEARCH_PARAMS,
+            "page": 1,
+            "pageSize": SEARCH_PAGE_SIZE,
+        }
+        got = await self.api(page, api_url(self.api_base, SEARCH_SUBJECT, params), ids)
+        if got is None:
+            return None
+        reply, search_ref = got
+        try:
+            hits = subject_hits(reply.data)
+        except ValueError as exc:
+            for list_id in ids:
+                self.file(search_ref.url, "layout_drift", list_id, 200, str(exc), search_ref.sha256)
+            return None
+        hit = next((h for h in hits if subject.matches(h.name, h.code)), None)
+        if hit is None:
+            # Not found proves nothing about its records: those lists cannot be judged whole.
+            for list_id in ids:
+                self.file(
+                    search_ref.url,
+                    "empty",
+                    list_id,
+                    200,
+                    f"watched subject {subject.label} not found",
+                    search_ref.sha256,
+                )
+            return None
+        details = {
+            "keyword": hit.name,
+            **DETAILS_PARAMS,
+            "entityType": hit.entity_type,
+            "uuid": hit.uuid,
+            "tyshxydm": hit.code or "",
+        }
+        got = await self.api(page, api_url(self.api_base, SUBJECT_DETAILS, details), ids)
+        if got is None:
+            return None
+        reply, details_ref = got
+        try:
+            profile = head_entity(reply.data)
+        except ValueError as exc:
+            for list_id in ids:
+                self.file(
+                    details_ref.url, "layout_drift", list_id, 200, str(exc), details_ref.sha256
+                )
+            return None
+        return Resolved(
+            name=hit.name,
+            code=hit.code or profile.get("统一社会信用代码", ""),
+            entity_type=hit.entity_type,
+            profile=profile,
+            refs=[
+                PageRef(search_ref.url, search_ref.sha256, "search"),
+                PageRef(details_ref.url, details_ref.sha256, "subject"),
+            ],
+        )
+
+    async def subject_records(
+        self, page: Any, subject: Resolved, lst: ListDef, read: WatchPages
+    ) -> AsyncIterator[RawEntry]:
+        """typeSourceSearch pages of one type for one subject."""
+        record_type = self.list_conf[lst.id]["watch"]["type"]
+        size = int(self.watch_conf.get("page_size", 10))
+        cap = size * int(self.watch_conf.get("max_pages", 20))
+        page_no, pages = 1, 1
+        while page_no <= pages and not self.stopped:
+            params = {
+                **RECORDS_PARAMS,
+                "type": record_type,
+                "entityType": subject.entity_type,
+                "keyword": subject.name,
+                "tyshxydm": subject.code,
+                "page": page_no,
+                "pageSize": size,
+                **RECORDS_SORT,
+            }
+            got = await self.api(page, api_url(self.api_base, SUBJECT_RECORDS, params), [lst.id])
+            if got is None:
+                return
+            reply, ref = got
+            try:
+                data = list_data(reply.data)
+            except ValueError as exc:
+                self.file(ref.url, "layout_drift", lst.id, 200, str(exc), ref.sha256)
+                return
+            if data.total is None:
+                self.file(ref.url, "layout_drift", lst.id, 200, "envelope has no total", ref.sha256)
+                return
+            if page_no == 1:
+                pages = pages_to_read(data.total, size, cap)
+                read.declared += data.total
+            read.pages.append((ref.url, ref.sha256, len(data.rows)))
+            for row in data.rows:
+                yield RawEntry(
+                    source=self.source_id,
+                    list=lst.id,
+                    source_url=ref.url,
+                    raw_sha256=ref.sha256,
+                    fields=labelled_fields(row),
+                    subject=dict(subject.profile),
+                    pages=[*subject.refs, ref],
+                )
+            if not data.rows:
+                if page_no > 1:
+                    self.file(ref.url, "empty", lst.id, 200, f"page {page_no} lists no records")
+                return
+            page_no += 1
