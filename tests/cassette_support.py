@@ -23,16 +23,6 @@ from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "厦门市港中旅国际旅行社有限公司"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 GBK_PAGE = (
     '<html><head><meta http-equiv="Content-Type" content="text/html; charset=gbk">'

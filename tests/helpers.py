@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,21 @@ def interaction(data: dict[str, Any], url_suffix: str) -> dict[str, Any]:
 
 def truth(name: str) -> list[dict[str, Any]]:
     return json.loads((XM / name).read_text(encoding="utf-8"))
+
+
+def assert_matches_truth(
+    records: list[dict[str, Any]],
+    expected: list[dict[str, Any]],
+    key: Callable[[dict[str, Any]], tuple[str, ...]],
+) -> None:
+    """Every expected entry is exported once, and every field it names is equal."""
+    by_key = {key(r): r for r in records}
+    assert len(by_key) == len(records), "two exported records share a truth key"
+    assert sorted(by_key) == sorted(key(e) for e in expected)
+    mismatches = [
+        (key(e), name, e[name], by_key[key(e)].get(name))
+        for e in expected
+        for name in e
+        if by_key[key(e)].get(name) != e[name]
+    ]
+    assert mismatches == []

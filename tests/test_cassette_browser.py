@@ -17,9 +17,9 @@ import yaml
 
 from crawlers.browser import route_through_cassette
 from crawlers.cassette import CassetteBridge
+from crawlers.creditchina_page import CHROMIUM_ARGS
 from tests.cassette_support import (
     APP_ROWS,
-    CHROMIUM_ARGS,
     NAME,
     chromium_executable,
     playwright_browser_available,

@@ -19,7 +19,7 @@ from tests.creditchina_support import (
     needs_chromium,
     replay_cc,
 )
-from tests.helpers import events, exported, fetches, list_health, run_row
+from tests.helpers import assert_matches_truth, events, exported, fetches, list_health, run_row
 
 pytestmark = needs_chromium
 
@@ -30,19 +30,6 @@ def truth_key(entry: dict[str, Any]) -> tuple[str, str, str]:
         entry.get("case_number") or entry.get("id_number_masked") or "",
         entry["entity_name"],
     )
-
-
-def assert_matches_truth(records: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    by_key = {truth_key(r): r for r in records}
-    assert len(by_key) == len(records), "two exported records share list, key and name"
-    assert sorted(by_key) == sorted(truth_key(e) for e in expected)
-    mismatches = [
-        (truth_key(e), name, e[name], by_key[truth_key(e)].get(name))
-        for e in expected
-        for name in e
-        if by_key[truth_key(e)].get(name) != e[name]
-    ]
-    assert mismatches == []
 
 
 def event_matches(expected: dict[str, Any], event: dict[str, Any]) -> bool:
@@ -70,13 +57,13 @@ def test_two_days_store_every_list_and_raise_the_expected_events(
         50,
     )
     assert run_row(db_url, day1).state == "degraded"
-    assert_matches_truth(exported(db_url, "creditchina"), cc_truth("truth-day1.json"))
+    assert_matches_truth(exported(db_url, "creditchina"), cc_truth("truth-day1.json"), truth_key)
     first = events(db_url, day1)
     assert first and all(e["event"] == "listed" and e["baseline"] for e in first)
     assert Counter(e["list"] for e in first)["creditchina.zdsswf"] == 50
 
     day2 = replay_cc(db_url, CC_DAY2)
-    assert_matches_truth(exported(db_url, "creditchina"), cc_truth("truth-day2.json"))
+    assert_matches_truth(exported(db_url, "creditchina"), cc_truth("truth-day2.json"), truth_key)
     expected = cc_truth("events-day2.json")
     got = [e for e in events(db_url, day2) if not e["baseline"]]
     unmatched = [x for x in expected if not any(event_matches(x, e) for e in got)]

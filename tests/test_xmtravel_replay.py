@@ -7,24 +7,21 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import DAY1, DAY2, events, exported, list_health, replay, run_row, truth
+from tests.helpers import (
+    DAY1,
+    DAY2,
+    assert_matches_truth,
+    events,
+    exported,
+    list_health,
+    replay,
+    run_row,
+    truth,
+)
 
 
 def truth_key(entry: dict[str, Any]) -> tuple[str, str, str]:
     return (entry["list"], entry.get("case_number") or entry.get("title"), entry["entity_name"])
-
-
-def assert_matches_truth(records: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    by_key = {truth_key(r): r for r in records}
-    assert len(by_key) == len(records), "two exported records share list, case/title and name"
-    assert sorted(by_key) == sorted(truth_key(e) for e in expected)
-    mismatches = [
-        (truth_key(e), name, e[name], by_key[truth_key(e)].get(name))
-        for e in expected
-        for name in e
-        if by_key[truth_key(e)].get(name) != e[name]
-    ]
-    assert mismatches == []
 
 
 def event_matches(expected: dict[str, Any], event: dict[str, Any]) -> bool:
@@ -39,13 +36,13 @@ def event_matches(expected: dict[str, Any], event: dict[str, Any]) -> bool:
 def test_two_days_match_truth_and_expected_events(db_url: str, netguard: Path) -> None:
     day1 = replay(db_url, DAY1, delist_after=1)
     assert run_row(db_url, day1).state == "healthy"
-    assert_matches_truth(exported(db_url), truth("truth-day1.json"))
+    assert_matches_truth(exported(db_url), truth("truth-day1.json"), truth_key)
     first = events(db_url, day1)
     assert first and all(e["event"] == "listed" and e["baseline"] for e in first)
 
     day2 = replay(db_url, DAY2, delist_after=1)
     assert run_row(db_url, day2).state == "healthy"
-    assert_matches_truth(exported(db_url), truth("truth-day2.json"))
+    assert_matches_truth(exported(db_url), truth("truth-day2.json"), truth_key)
 
     expected = truth("events-day2.json")
     got = [e for e in events(db_url, day2) if not e["baseline"]]
