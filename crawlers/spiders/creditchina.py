@@ -55,6 +55,7 @@ from crawlers.creditchina_api import (
     SESSION_OUTCOMES,
     SUBJECT_DETAILS,
     SUBJECT_RECORDS,
+    ListData,
     Reply,
     api_url,
     captcha_passed,
@@ -381,6 +382,24 @@ class CreditChinaSpider(PortalSpider):
         )
         return got, sha
 
+    async def list_page(self, page: Any, url: str, list_id: str) -> tuple[ListData, PageRef] | None:
+        """One page of a paged API answer, or None (its outcome filed) when it cannot be
+        trusted: an unreadable envelope, or one without the declared total that alone says
+        whether the pages read were all of it."""
+        got = await self.api(page, url, [list_id])
+        if got is None:
+            return None
+        reply, ref = got
+        try:
+            data = list_data(reply.data)
+        except ValueError as exc:
+            self.file(ref.url, "layout_drift", list_id, 200, str(exc), ref.sha256)
+            return None
+        if data.total is None:
+            self.file(ref.url, "layout_drift", list_id, 200, "envelope has no total", ref.sha256)
+            return None
+        return data, ref
+
     async def api(
         self, page: Any, url: str, lists: Sequence[str], *, solve: bool = True
     ) -> tuple[Reply, PageRef] | None:
@@ -461,19 +480,12 @@ class CreditChinaSpider(PortalSpider):
         page_no, pages = 1, 1
         while page_no <= pages and not self.stopped:
             params = {**conf.get("params", {}), "page": page_no, "pageSize": size}
-            got = await self.api(page, api_url(self.api_base, conf["endpoint"], params), [lst.id])
+            got = await self.list_page(
+                page, api_url(self.api_base, conf["endpoint"], params), lst.id
+            )
             if got is None:
                 return
-            reply, ref = got
-            try:
-                data = list_data(reply.data)
-            except ValueError as exc:
-                self.file(ref.url, "layout_drift", lst.id, 200, str(exc), ref.sha256)
-                return
-            if data.total is None:
-                # Without the declared total nothing says the pages read were all of it.
-                self.file(ref.url, "layout_drift", lst.id, 200, "envelope has no total", ref.sha256)
-                return
+            data, ref = got
             if page_no == 1:
                 pages = pages_to_read(data.total, size, cap)
             yield ListPage(
@@ -624,18 +636,12 @@ class CreditChinaSpider(PortalSpider):
                 "pageSize": size,
                 **RECORDS_SORT,
             }
-            got = await self.api(page, api_url(self.api_base, SUBJECT_RECORDS, params), [lst.id])
+            got = await self.list_page(
+                page, api_url(self.api_base, SUBJECT_RECORDS, params), lst.id
+            )
             if got is None:
                 return
-            reply, ref = got
-            try:
-                data = list_data(reply.data)
-            except ValueError as exc:
-                self.file(ref.url, "layout_drift", lst.id, 200, str(exc), ref.sha256)
-                return
-            if data.total is None:
-                self.file(ref.url, "layout_drift", lst.id, 200, "envelope has no total", ref.sha256)
-                return
+            data, ref = got
             if page_no == 1:
                 pages = pages_to_read(data.total, size, cap)
                 read.declared += data.total
