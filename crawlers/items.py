@@ -36,6 +36,7 @@ class RawEntry:
     row: dict[str, str] = field(default_factory=dict)
     subject: dict[str, str] = field(default_factory=dict)
     pages: list[PageRef] = field(default_factory=list)
+    removal: bool = False  # a row of a removal announcement: it ends an entry, lists nothing
 
 
 @dataclass
@@ -50,3 +51,36 @@ class ListPage:
     rows: int
     declared_total: int | None = None
     declared_pages: int | None = None
+
+
+@dataclass
+class AttachmentRead:
+    """One file an announcement links to, and what reading it gave."""
+
+    url: str
+    sha256: str | None
+    kind: str | None  # xls · xlsx · docx · pdf · html · image
+    rows: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Announcement:
+    """One announcement (公告) as read in a run: the unit an announcement list grows by.
+
+    ``state`` is ``read`` (its rows were emitted), ``needs_transcription`` (the list is only
+    an image: archived for a maintainer, no rows invented) or ``failed`` (``error`` says why;
+    the next run tries it again).
+    """
+
+    source: str
+    list: str
+    url: str
+    sha256: str
+    title: str
+    kind: str  # listing · removal
+    state: str
+    published_on: str | None = None
+    rows: int = 0
+    attachments: list[AttachmentRead] = field(default_factory=list)
+    error: str | None = None

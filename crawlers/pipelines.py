@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from scrapy.exceptions import DropItem
 from scrapy.spiders import Spider
 
-from crawlers.items import ListPage, RawEntry
+from crawlers.items import Announcement, ListPage, RawEntry
 from crawlers.runcontext import RunComponent
 from pipeline.normalise import content_hash, normalise_entry
 
@@ -17,6 +17,11 @@ from pipeline.normalise import content_hash, normalise_entry
 class NormalisedRecord:
     record: dict[str, Any]
     content_hash: str
+
+
+@dataclass
+class NormalisedRemoval:
+    record: dict[str, Any]
 
 
 class NormalisePipeline(RunComponent):
@@ -35,6 +40,7 @@ class NormalisePipeline(RunComponent):
                 list_kind=lst.list_kind,
                 record_key_rule=lst.record_key,
                 domain=lst.domain or ctx.source.domain,
+                validity_years=lst.validity_years,
             )
         except Exception as exc:
             ctx.writer.add_fetch(
@@ -44,6 +50,9 @@ class NormalisePipeline(RunComponent):
                 detail=f"normalise failed: {exc!r}"[:1000],
             )
             raise DropItem(f"cannot normalise {item.source_url}: {exc!r}") from exc
+        if item.removal:
+            # A removal row only has to name its subject: it ends an entry, lists nothing.
+            return NormalisedRemoval(record)
         missing = [name for name in lst.required_fields if record.get(name) is None]
         if missing:
             # Staged under a fallback key it would read as a new entry; hold it back instead.
@@ -58,12 +67,28 @@ class NormalisePipeline(RunComponent):
 
 
 class StagePipeline(RunComponent):
-    """Writes records and list pages to the run's staging tables."""
+    """Writes records, removal rows, list pages and announcements to the run's tables."""
 
     def process_item(self, item: Any, spider: Spider | None = None) -> Any:
         writer = self.run.writer
         if isinstance(item, NormalisedRecord):
             writer.add_record(item.record, item.content_hash)
+        elif isinstance(item, NormalisedRemoval):
+            writer.add_removal(item.record)
+        elif isinstance(item, Announcement):
+            writer.add_announcement(
+                source=item.source,
+                list=item.list,
+                url=item.url,
+                sha256=item.sha256,
+                title=item.title,
+                kind=item.kind,
+                state=item.state,
+                published_on=item.published_on,
+                rows=item.rows,
+                attachments=[asdict(a) for a in item.attachments],
+                error=item.error,
+            )
         elif isinstance(item, ListPage):
             writer.add_list_page(
                 list=item.list,

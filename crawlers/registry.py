@@ -15,6 +15,10 @@ import yaml
 
 LIST_KINDS = ("blacklist", "redlist", "penalty", "warning", "good", "license", "other")
 RECORD_KEY_RULES = ("case", "subject")
+# How a list is published. A "database" shows every current entry on every run, so absence
+# from healthy runs means delisting; "announcements" publish batches once, so an entry that
+# no page repeats is still listed: it ends by expiry or a published removal only.
+PUBLICATIONS = ("database", "announcements")
 
 
 class RegistryError(ValueError):
@@ -31,6 +35,12 @@ class ListDef:
     record_key: str
     required_fields: tuple[str, ...]
     domain: str | None = None  # reason vocabulary when the list differs from its source
+    publication: str = "database"
+    validity_years: int | None = None  # listing ends N years after decided_on when unpublished
+
+    @property
+    def diffs_absence(self) -> bool:
+        return self.publication == "database"
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,41 @@ class Politeness:
     autothrottle_max_delay: float = 30.0
     retry_times: int = 3
     retry_backoff: float = 5.0
+
+
+@dataclass(frozen=True)
+class AnnouncementSelectors:
+    item: str
+    link: str
+    title: str
+    body: str
+    date: str | None = None
+    next: str | None = None
+    meta: str | None = None
+
+
+@dataclass(frozen=True)
+class AnnouncementDef:
+    """Where a source publishes its lists as announcements, and how to recognise them."""
+
+    index: str  # first index page, relative to the source's base_url
+    selectors: AnnouncementSelectors
+    listing: tuple[str, ...]  # title keywords of a listing announcement
+    removal: tuple[str, ...]  # title keywords of a removal announcement (checked first)
+    ignore: tuple[str, ...]  # title keywords of explainers that mention the list
+    header_labels: tuple[str, ...]
+    list: str  # full id of the list the announcements feed
+    max_index_pages: int = 10
+
+    def kind_of(self, title: str) -> str | None:
+        """``removal``, ``listing`` or None (not a list announcement) from a title."""
+        if any(word in title for word in self.ignore):
+            return None
+        if any(word in title for word in self.removal):
+            return "removal"
+        if any(word in title for word in self.listing):
+            return "listing"
+        return None
 
 
 @dataclass(frozen=True)
@@ -56,6 +101,7 @@ class SourceDef:
     politeness: Politeness
     filter_query_parameters: tuple[str, ...]
     lists: tuple[ListDef, ...] = field(default_factory=tuple)
+    announcements: AnnouncementDef | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def list(self, ref: str) -> ListDef:
@@ -90,6 +136,12 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
         rule = raw_list.get("record_key", "case")
         if rule not in RECORD_KEY_RULES:
             raise RegistryError(f"{where} list {short!r}: record_key {rule!r}")
+        publication = raw_list.get("publication", "database")
+        if publication not in PUBLICATIONS:
+            raise RegistryError(f"{where} list {short!r}: publication {publication!r}")
+        validity = raw_list.get("validity_years")
+        if validity is not None and (not isinstance(validity, int) or validity < 1):
+            raise RegistryError(f"{where} list {short!r}: validity_years {validity!r}")
         lists.append(
             ListDef(
                 id=f"{sid}.{short}",
@@ -100,6 +152,8 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
                 record_key=rule,
                 required_fields=tuple(raw_list.get("required_fields", ("entity_name",))),
                 domain=raw_list.get("domain"),
+                publication=publication,
+                validity_years=validity,
             )
         )
     jurisdiction = _require(data, "jurisdiction", where)
@@ -117,7 +171,37 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
         politeness=Politeness(**data.get("politeness", {})),
         filter_query_parameters=tuple(data.get("cassette", {}).get("filter_query_parameters", ())),
         lists=tuple(lists),
+        announcements=_announcements(data.get("announcements"), lists, where),
         raw=data,
+    )
+
+
+def _announcements(
+    data: dict[str, Any] | None, lists: list[ListDef], where: str
+) -> AnnouncementDef | None:
+    if not data:
+        return None
+    fed = [lst for lst in lists if lst.publication == "announcements"]
+    list_ref = data.get("list")
+    if list_ref is not None:
+        fed = [lst for lst in lists if list_ref in (lst.id, lst.short_id)]
+    if len(fed) != 1:
+        raise RegistryError(f"{where}: announcements must feed exactly one list (set 'list')")
+    selectors = _require(data, "selectors", f"{where} announcements")
+    recognise = _require(data, "recognise", f"{where} announcements")
+    try:
+        parsed = AnnouncementSelectors(**selectors)
+    except TypeError as exc:
+        raise RegistryError(f"{where} announcements selectors: {exc}") from None
+    return AnnouncementDef(
+        index=_require(data, "index", f"{where} announcements"),
+        selectors=parsed,
+        listing=tuple(_require(recognise, "listing", f"{where} recognise")),
+        removal=tuple(recognise.get("removal", ())),
+        ignore=tuple(recognise.get("ignore", ())),
+        header_labels=tuple(_require(data, "header_labels", f"{where} announcements")),
+        list=fed[0].id,
+        max_index_pages=int(data.get("max_index_pages", 10)),
     )
 
 

@@ -17,6 +17,7 @@ from w3lib.encoding import html_to_unicode
 from alerts.render import event_line
 from crawlers.registry import RegistryError, get_source, load_registry
 from pipeline.run import CrawlError, CrawlSpec, crawl
+from storage.announcements import list_announcements
 from storage.archive import NotArchived, get_response
 from storage.engine import current_revision, database_url, get_engine, upgrade
 from storage.exports import export_records, query_events, write_csv, write_jsonl
@@ -167,6 +168,19 @@ def print_run(run_id: str, with_events: bool) -> None:
             + ", ".join(f"{name} {v['count']}" for name, v in outcomes.items()),
             markup=False,
         )
+    notices = summary.get("announcements")
+    if notices:
+        out.print(
+            f"  announcements: {notices['read']} read, "
+            f"{len(notices['needs_transcription'])} need transcription, "
+            f"{len(notices['failed'])} failed, "
+            f"{len(notices['unmatched_removals'])} removal rows matching no entry",
+            markup=False,
+        )
+        for item in notices["failed"]:
+            out.print(f"      ! {item['title']} <{item['url']}>: {item['error']}", markup=False)
+        for item in notices["needs_transcription"]:
+            out.print(f"      ? image only: {item['title']} <{item['url']}>", markup=False)
     if with_events:
         shown = [e for e in events if not e["baseline"]]
         if len(shown) < len(events):
@@ -284,6 +298,29 @@ def runs(source: Annotated[str | None, typer.Option(help="Only this source.")] =
                 run.run_id, run.mode, run.state,
                 run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "—",
                 str(run.pages), str(run.records), str(run.events), health,
+            )  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def announcements(
+    source: Annotated[str, typer.Argument(help="An announcement source, e.g. mct_tourism.")],
+    state: Annotated[
+        str | None, typer.Option(help="Only this state: read, needs_transcription, failed.")
+    ] = None,
+) -> None:
+    """Announcements read so far, newest reading first: what each gave, or why it failed."""
+    try:
+        if get_source(source).announcements is None:
+            raise fail(f"{source} does not publish announcements")
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    table = Table("run", "published", "kind", "state", "rows", "title", "url / problem")
+    with connect() as conn:
+        for item in list_announcements(conn, source, state):
+            table.add_row(
+                item.run_id, str(item.published_on or "—"), item.kind, item.state,
+                str(item.rows), item.title, item.error or item.url,
             )  # fmt: skip
     out.print(table)
 

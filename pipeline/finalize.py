@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from crawlers.registry import get_source
 from pipeline.health import FetchOutcome, PageSeen, judge_run, outcome_summary, run_state
+from storage.announcements import announcement_summary, run_announcements
 from storage.lifecycle import RunDetection, apply_run
 from storage.runs import (
     fetch_rows,
@@ -48,7 +49,12 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             at=at,
             run_date=at.astimezone(SHANGHAI).date(),
             lists=lists,
-            healthy={lh.list for lh in judged if lh.health == "healthy"},
+            healthy={
+                lh.list
+                for lh in judged
+                if lh.health == "healthy" and source.list(lh.list).diffs_absence
+            },
+            expire_unseen={lst.id for lst in source.lists if not lst.diffs_absence},
             delist_after=run.delist_after,
             absence_evidence={
                 list_id: {
@@ -63,6 +69,14 @@ def finalize_run(engine: Engine, run_id: str) -> str:
         )
         events: Counter[str] = apply_run(conn, detection)
         state = run_state(judged)
+        summary = {
+            "lists": {lh.list: lh.as_row() for lh in judged},
+            "outcomes": outcome_summary(fetches),
+            "events": dict(sorted(events.items())),
+        }
+        if source.announcements is not None:
+            summary["announcements"] = announcement_summary(run_announcements(conn, run_id))
+            summary["announcements"]["unmatched_removals"] = detection.unmatched_removals
         store_health(conn, run_id, [lh.as_row() for lh in judged])
         finish_run(
             conn,
@@ -72,10 +86,6 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             pages=sum(1 for f in fetches if f.outcome == "ok"),
             records=sum(records.values()),
             events=sum(events.values()),
-            summary={
-                "lists": {lh.list: lh.as_row() for lh in judged},
-                "outcomes": outcome_summary(fetches),
-                "events": dict(sorted(events.items())),
-            },
+            summary=summary,
         )
     return state

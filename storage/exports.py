@@ -11,6 +11,7 @@ from typing import IO, Any
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
+from crawlers.registry import get_source
 from storage.models import Event, Record, RecordHistory
 from storage.runs import latest_healthy_runs
 from storage.schema import EVENT_FIELDS, RECORD_FIELDS
@@ -42,14 +43,24 @@ def export_records(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Each list's entries as its latest healthy run saw them (values and status then).
 
+    A list published as announcements is not shown again by every run: its entries are
+    every announced one, with the status detection gave it since (expired, removed).
     Returns the records, sorted by list then record_key, and the lists that have no
     healthy run yet (nothing of theirs can be vouched for).
     """
     healthy = latest_healthy_runs(conn, source)
+    announced = {lst.id for lst in get_source(source).lists if not lst.diffs_absence}
     out: list[dict[str, Any]] = []
     unvouched = []
     for list_id in sorted(lists):
         run = healthy.get(list_id)
+        if list_id in announced:
+            shown = ("active", "expired", "removed") if include_removed else ("active", "expired")
+            rows = conn.execute(
+                select(RECORDS).where(RECORDS.c.list == list_id, RECORDS.c.status.in_(shown))
+            ).all()
+            out.extend(_record(r.data, r.status, r.first_seen, r.last_seen) for r in rows)
+            continue
         if run is None:
             unvouched.append(list_id)
         else:
@@ -59,6 +70,8 @@ def export_records(
                 .where(
                     HISTORY.c.list == list_id,
                     and_(HISTORY.c.first_run_seq <= run.seq, HISTORY.c.last_run_seq >= run.seq),
+                    # Shown with its own removal (GSXT's 移出 fields): one of the removed below.
+                    HISTORY.c.status != "removed",
                 )
             ).all()
             out.extend(_record(r.data, r.status, r.first_seen, r.last_seen) for r in rows)

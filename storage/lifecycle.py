@@ -4,8 +4,11 @@ Everything is set-based SQL over whole lists (national lists reach millions of e
 Python only touches the rows whose content changed, to spell out field-level ``changes``.
 The lifecycle follows SCHEMA.md: baseline ``listed`` on a list's first run; ``listed``,
 ``modified``, ``relisted``; ``delisted`` by ``expired`` when the run's date passes
-``valid_until``, or by ``disappeared`` after N consecutive healthy absences. A list that is
-not healthy in the run never counts absence.
+``valid_until``, by ``published_removal`` when the entry's own row or a removal announcement
+says so, or by ``disappeared`` after N consecutive healthy absences. A list that is not
+healthy in the run never counts absence, and a list published as announcements never does:
+its entries are not repeated by later pages, so they end by expiry or published removal
+only (``expire_unseen``: their expiry is checked whether or not this run read them again).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from storage.models import Event, Record, RecordHistory, RunRecord
+from storage.models import Event, Record, RecordHistory, RunRecord, RunRemoval
 from storage.schema import content_of
 from storage.sql import json_object, sha256_hex
 from storage.types import JSONType
@@ -40,6 +43,7 @@ RECORDS = Record.__table__
 STAGED = RunRecord.__table__
 EVENTS = Event.__table__
 HISTORY = RecordHistory.__table__
+REMOVALS = RunRemoval.__table__
 
 
 @dataclass
@@ -52,9 +56,11 @@ class RunDetection:
     at: datetime
     run_date: date
     lists: list[str]
-    healthy: set[str]
+    healthy: set[str]  # lists whose absences count: healthy in this run, and databases
     delist_after: int = 2
     absence_evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    expire_unseen: set[str] = field(default_factory=set)  # announcement lists
+    unmatched_removals: list[dict[str, Any]] = field(default_factory=list)  # set by apply_run
 
 
 def event_id(run_id: str, list_id: str, record_key: str, kind: str) -> str:
@@ -95,6 +101,24 @@ def baseline_lists(conn: Connection, lists: list[str]) -> list[str]:
     return [lst for lst in lists if lst not in known]
 
 
+EVENT_COLUMNS = [
+    "event_id",
+    "event",
+    "source",
+    "list",
+    "record_key",
+    "entity_id",
+    "entity_name",
+    "case_number",
+    "title",
+    "cause",
+    "baseline",
+    "run_id",
+    "at",
+    "evidence",
+]
+
+
 def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
     """Merge the run's staged records and raise its events, in the caller's transaction."""
     counts: Counter[str] = Counter()
@@ -103,7 +127,11 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
     this_run = staged.run_id == run.run_id
     same_entry = and_(rec.list == staged.list, rec.record_key == staged.record_key)
     staged_valid = or_(staged.valid_until.is_(None), staged.valid_until >= run.run_date)
-    staged_status = case((staged_valid, "active"), else_="expired")
+    staged_removed = and_(
+        staged.removed, or_(staged.removed_on.is_(None), staged.removed_on <= run.run_date)
+    )
+    staged_active = and_(~staged_removed, staged_valid)
+    staged_status = case((staged_removed, "removed"), (staged_valid, "active"), else_="expired")
     staged_evidence = json_object(
         "source_url",
         _json_text(staged.data, "source_url"),
@@ -132,27 +160,11 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
             staged_evidence,
         ]
 
-    event_cols = [
-        "event_id",
-        "event",
-        "source",
-        "list",
-        "record_key",
-        "entity_id",
-        "entity_name",
-        "case_number",
-        "title",
-        "cause",
-        "baseline",
-        "run_id",
-        "at",
-        "evidence",
-    ]
-
     def insert_events(rows: Any) -> int:
-        return conn.execute(insert(EVENTS).from_select(event_cols, rows)).rowcount
+        return conn.execute(insert(EVENTS).from_select(EVENT_COLUMNS, rows)).rowcount
 
-    # 1. New entries: `listed` (baseline on a list's first run; none for the already expired).
+    # 1. New entries: `listed` (baseline on a list's first run; none for the already expired
+    # or removed).
     is_new = ~exists().where(same_entry)
     counts["listed"] += insert_events(
         select(
@@ -160,7 +172,7 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
                 "listed", None, staged.list.in_(baselines) if baselines else literal(False)
             )
         )
-        .where(this_run, is_new, staged_valid)
+        .where(this_run, is_new, staged_active)
         .order_by(staged.list, staged.record_key)
     )
     conn.execute(
@@ -204,17 +216,24 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
         )
     )
 
-    # 2. Entries seen before: relisted, modified, expired.
+    # 2. Entries seen before: relisted, modified, expired, removed in their own row.
     seen_before = and_(this_run, same_entry, rec.last_run_id != run.run_id)
+    removed_now = and_(staged_removed, rec.status != "removed")
     counts["relisted"] += insert_events(
         select(*staged_event("relisted", None, literal(False)))
-        .where(seen_before, rec.status != "active", staged_valid)
+        .where(seen_before, rec.status != "active", staged_active)
         .order_by(staged.list, staged.record_key)
     )
-    counts["modified"] += _insert_modified(conn, run, seen_before)
+    # The removal fields appearing are the delisting's news, not a correction of the entry.
+    counts["modified"] += _insert_modified(conn, run, and_(seen_before, ~removed_now))
     counts["delisted"] += insert_events(
         select(*staged_event("delisted", "expired", literal(False)))
-        .where(seen_before, rec.status == "active", ~staged_valid)
+        .where(seen_before, rec.status == "active", ~staged_removed, ~staged_valid)
+        .order_by(staged.list, staged.record_key)
+    )
+    counts["delisted"] += insert_events(
+        select(*staged_event("delisted", "published_removal", literal(False)))
+        .where(seen_before, removed_now)
         .order_by(staged.list, staged.record_key)
     )
     # Rewrite the stored values only where they differ (content or provenance): on a list of
@@ -239,7 +258,11 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
         .values(status=staged_status, last_seen=run.at, absent_runs=0, last_run_id=run.run_id)
     )
 
-    # 3. Absence, only where the list was healthy in this run.
+    # 3. Removal announcements, then expiry of announced entries no page repeats.
+    counts["delisted"] += _apply_removals(conn, run)
+    counts["delisted"] += _expire_unseen(conn, run)
+
+    # 4. Absence, only where the list was healthy in this run.
     if run.healthy:
         absent = and_(
             rec.list.in_(sorted(run.healthy)),
@@ -251,22 +274,7 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
         for list_id in sorted(run.healthy):
             evidence = run.absence_evidence.get(list_id, {})
             counts["delisted"] += insert_events(
-                select(
-                    _sql_event_id(run.run_id, rec.list, rec.record_key, "delisted:disappeared"),
-                    literal("delisted"),
-                    rec.source,
-                    rec.list,
-                    rec.record_key,
-                    rec.entity_id,
-                    rec.entity_name,
-                    rec.case_number,
-                    rec.title,
-                    literal("disappeared"),
-                    literal(False),
-                    literal(run.run_id),
-                    literal(run.at, EVENTS.c.at.type),
-                    literal(evidence, JSONType),
-                )
+                select(*_record_event(run, "disappeared", literal(evidence, JSONType)))
                 .where(gone, rec.list == list_id, rec.status == "active")
                 .order_by(rec.record_key)
             )
@@ -274,7 +282,114 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
 
     _extend_history(conn, run)
     conn.execute(STAGED.delete().where(this_run))
+    conn.execute(REMOVALS.delete().where(REMOVALS.c.run_id == run.run_id))
     return counts
+
+
+def _record_event(run: RunDetection, cause: str, evidence: Any) -> list[Any]:
+    """Columns of a ``delisted`` event raised from a stored record (``event_cols`` order)."""
+    rec = RECORDS.c
+    return [
+        _sql_event_id(run.run_id, rec.list, rec.record_key, f"delisted:{cause}"),
+        literal("delisted"),
+        rec.source,
+        rec.list,
+        rec.record_key,
+        rec.entity_id,
+        rec.entity_name,
+        rec.case_number,
+        rec.title,
+        literal(cause),
+        literal(False),
+        literal(run.run_id),
+        literal(run.at, EVENTS.c.at.type),
+        evidence,
+    ]
+
+
+def _apply_removals(conn: Connection, run: RunDetection) -> int:
+    """End the entries that this run's removal announcements name.
+
+    A row naming a case ends that entry; a row naming only a subject ends the subject's
+    entries on the list. A removal dated after the run's date is not in force yet.
+    """
+    rec, rm = RECORDS.c, REMOVALS.c
+    in_force = and_(
+        rm.run_id == run.run_id,
+        or_(rm.removed_on.is_(None), rm.removed_on <= run.run_date),
+    )
+    names_entry = and_(
+        rm.list == rec.list,
+        case((rm.by_case, rm.record_key == rec.record_key), else_=rm.entity_id == rec.entity_id),
+    )
+    matched = and_(rec.status.in_(("active", "expired")), exists().where(in_force, names_entry))
+    rows = conn.execute(
+        select(rm.list, rm.record_key, rm.data).where(
+            rm.run_id == run.run_id, ~exists().where(names_entry)
+        )
+    ).all()
+    run.unmatched_removals = [
+        {
+            "list": row.list,
+            "record_key": row.record_key,
+            "entity_name": row.data.get("entity_name"),
+            "source_url": row.data.get("source_url"),
+        }
+        for row in rows
+    ]
+    # The earliest matching row of the run is the evidence.
+    first = (
+        select(
+            json_object(
+                "source_url",
+                _json_text(rm.data, "source_url"),
+                "raw_sha256",
+                _json_text(rm.data, "raw_sha256"),
+            )
+        )
+        .where(in_force, names_entry)
+        .order_by(rm.record_key)
+        .limit(1)
+        .scalar_subquery()
+    )
+    count = conn.execute(
+        insert(EVENTS).from_select(
+            EVENT_COLUMNS,
+            select(*_record_event(run, "published_removal", first))
+            .where(matched)
+            .order_by(rec.list, rec.record_key),
+        )
+    ).rowcount
+    conn.execute(update(RECORDS).where(matched).values(status="removed"))
+    return count
+
+
+def _expire_unseen(conn: Connection, run: RunDetection) -> int:
+    """Announced entries past ``valid_until``: expired whether or not this run read them."""
+    if not run.expire_unseen:
+        return 0
+    rec = RECORDS.c
+    due = and_(
+        rec.list.in_(sorted(run.expire_unseen)),
+        rec.status == "active",
+        rec.valid_until < run.run_date,
+    )
+    evidence = json_object(
+        "source_url",
+        _json_text(rec.data, "source_url"),
+        "raw_sha256",
+        _json_text(rec.data, "raw_sha256"),
+    )
+    count = conn.execute(
+        insert(EVENTS).from_select(
+            EVENT_COLUMNS,
+            select(*_record_event(run, "expired", evidence))
+            .where(due)
+            .order_by(rec.list, rec.record_key),
+        )
+    ).rowcount
+    conn.execute(update(RECORDS).where(due).values(status="expired"))
+    return count
 
 
 def _insert_modified(conn: Connection, run: RunDetection, seen_before: Any) -> int:

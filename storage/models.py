@@ -152,7 +152,46 @@ class RunRecord(SQLModel, table=True):
     entity_id: str
     content_hash: str
     valid_until: date | None = None
+    removed: bool = False  # the entry publishes its own removal (in-row 移出 fields)
+    removed_on: date | None = None
     data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class RunRemoval(SQLModel, table=True):
+    """Staging: rows of removal announcements, matched to entries by change detection."""
+
+    __tablename__ = "run_removals"
+
+    run_id: str = Field(primary_key=True)
+    list: str = Field(primary_key=True)
+    record_key: str = Field(primary_key=True)
+    source: str
+    entity_id: str
+    by_case: bool = False  # the row names a case: it ends that entry only, not the subject's
+    removed_on: date | None = None
+    data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class Announcement(SQLModel, table=True):
+    """An announcement as read by one run; what later runs skip, and what a maintainer sees
+    (failed ones with their error, image-only lists waiting for transcription)."""
+
+    __tablename__ = "announcements"
+    __table_args__ = (Index("ix_announcements_source_url", "source", "url"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    source: str
+    list: str
+    url: str
+    sha256: str
+    title: str
+    kind: str  # listing · removal
+    state: str  # read · needs_transcription · failed
+    published_on: date | None = None
+    rows: int = 0
+    attachments: JSONList | None = _json()
+    error: str | None = None
 
 
 class Record(SQLModel, table=True):

@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from storage.archive import BODIES, RESPONSES, body_row
-from storage.models import Fetch, ListPage, RunRecord
+from storage.models import Announcement, Fetch, ListPage, RunRecord, RunRemoval
 from storage.sql import insert_ignore
 
 FETCHES = Fetch.__table__
 LIST_PAGES = ListPage.__table__
 RUN_RECORDS = RunRecord.__table__
+RUN_REMOVALS = RunRemoval.__table__
+ANNOUNCEMENTS = Announcement.__table__
 
 
 class RunWriter:
@@ -30,6 +32,8 @@ class RunWriter:
         self._fetches: list[dict[str, Any]] = []
         self._pages: list[dict[str, Any]] = []
         self._records: list[dict[str, Any]] = []
+        self._removals: list[dict[str, Any]] = []
+        self._announcements: list[dict[str, Any]] = []
 
     def add_response(
         self,
@@ -87,6 +91,7 @@ class RunWriter:
         self._maybe_flush()
 
     def add_record(self, record: dict[str, Any], content_hash: str) -> None:
+        removal = (record.get("extra") or {}).get("removal")
         self._records.append(
             {
                 "run_id": self.run_id,
@@ -96,13 +101,47 @@ class RunWriter:
                 "entity_id": record["entity_id"],
                 "content_hash": content_hash,
                 "valid_until": _date_or_none(record.get("valid_until")),
+                "removed": removal is not None,
+                "removed_on": _date_or_none(removal["removed_on"]) if removal else None,
                 "data": record,
             }
         )
         self._maybe_flush()
 
+    def add_removal(self, record: dict[str, Any]) -> None:
+        """A removal announcement's row, normalised like an entry so it matches one."""
+        removal = (record.get("extra") or {}).get("removal") or {}
+        self._removals.append(
+            {
+                "run_id": self.run_id,
+                "list": record["list"],
+                "record_key": record["record_key"],
+                "source": record["source"],
+                "entity_id": record["entity_id"],
+                "by_case": record.get("case_number_key") is not None,
+                "removed_on": _date_or_none(removal.get("removed_on")),
+                "data": record,
+            }
+        )
+        self._maybe_flush()
+
+    def add_announcement(self, **row: Any) -> None:
+        row["published_on"] = _date_or_none(row.get("published_on"))
+        self._announcements.append({"run_id": self.run_id, **row})
+        self._maybe_flush()
+
+    def _buffers(self) -> tuple[list[dict[str, Any]], ...]:
+        return (
+            self._responses,
+            self._fetches,
+            self._pages,
+            self._records,
+            self._removals,
+            self._announcements,
+        )
+
     def _pending(self) -> int:
-        return len(self._responses) + len(self._fetches) + len(self._pages) + len(self._records)
+        return sum(len(rows) for rows in self._buffers())
 
     def _maybe_flush(self) -> None:
         if self._pending() >= self.batch_size:
@@ -117,13 +156,15 @@ class RunWriter:
                 (RESPONSES, self._responses),
                 (FETCHES, self._fetches),
                 (LIST_PAGES, self._pages),
+                (ANNOUNCEMENTS, self._announcements),
             ):
                 if rows:
                     conn.execute(table.insert(), rows)
             # A key seen twice in one run keeps its first occurrence.
             insert_ignore(conn, RUN_RECORDS, self._records)
+            insert_ignore(conn, RUN_REMOVALS, self._removals)
         self._bodies.clear()
-        for rows in (self._responses, self._fetches, self._pages, self._records):
+        for rows in self._buffers():
             rows.clear()
 
 

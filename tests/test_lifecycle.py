@@ -47,13 +47,23 @@ class Ledger:
         self.engine = get_engine(url)
         self.day = 0
 
-    def run(self, entries: list[dict[str, Any]], *, healthy: bool = True, n: int = 2) -> str:
+    def run(
+        self,
+        entries: list[dict[str, Any]],
+        *,
+        healthy: bool = True,
+        n: int = 2,
+        removals: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        announced: bool = False,
+    ) -> str:
         run_id = create_run(
             self.engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=n
         )
         writer = RunWriter(self.engine, run_id)
         for e in entries:
             writer.add_record(e, content_hash(e))
+        for removal in removals:
+            writer.add_removal(removal)
         writer.flush()
         at = DAY + timedelta(days=self.day)
         self.day += 1
@@ -67,8 +77,9 @@ class Ledger:
                     at=at,
                     run_date=(at + timedelta(hours=8)).date(),
                     lists=[WARNING],
-                    healthy={WARNING} if healthy else set(),
+                    healthy={WARNING} if healthy and not announced else set(),
                     delist_after=n,
+                    expire_unseen={WARNING} if announced else set(),
                 ),
             )
         return run_id
@@ -148,6 +159,65 @@ def test_expired_entry_that_disappears_raises_nothing_more(ledger: Ledger) -> No
     ledger.run([entry("a"), entry("x", valid_until="2025-01-01")])
     assert ledger.events(ledger.run([entry("a")], n=1)) == []
     assert ledger.status()["x"] == "removed"
+
+
+def removed_in_row(key: str, on: str | None = "2025-11-20", **kw: Any) -> dict[str, Any]:
+    record = entry(key, **kw)
+    record["extra"] = {**record["extra"], "removal": {"removed_on": on, "reason": "信用修复"}}
+    return record
+
+
+def removal_row(key: str, *, by_case: bool = True, on: str | None = None) -> dict[str, Any]:
+    """A removal announcement's row naming entry ``key`` (by case, or by subject only)."""
+    row = entry(key) if by_case else {**entry(key), "record_key": f"subject-{key}"}
+    row["case_number_key"] = row["case_number"] if by_case else None
+    row["source_url"] = "http://example.test/removal.docx"
+    row["extra"] = {"removal": {"removed_on": on, "reason": "信用修复"}}
+    return row
+
+
+def test_a_row_that_publishes_its_removal_delists_it(ledger: Ledger) -> None:
+    ledger.run([entry("a"), entry("b"), removed_in_row("gone")])
+    assert ledger.status() == {"a": "active", "b": "active", "gone": "removed"}
+    run = ledger.run([removed_in_row("a"), entry("b"), removed_in_row("gone")], healthy=False)
+    # Any run may report a published removal, and the removal fields are no modification.
+    assert ledger.events(run) == [("delisted", "a", "published_removal")]
+    assert ledger.status()["a"] == "removed"
+    # A removal dated after the run's day is not in force yet.
+    later = ledger.run([entry("a"), removed_in_row("b", on="2030-01-01"), removed_in_row("gone")])
+    assert ledger.events(later) == [
+        ("relisted", "a", None),  # the portal withdrew the removal
+        ("modified", "a", None),
+        ("modified", "b", None),
+    ]
+    assert ledger.status()["b"] == "active"
+
+
+def test_removal_announcements_end_the_entries_they_name(ledger: Ledger) -> None:
+    ledger.run([entry("a"), entry("b"), entry("c")], announced=True)
+    run = ledger.run(
+        [],
+        removals=[removal_row("a"), removal_row("b", by_case=False), removal_row("nobody")],
+        announced=True,
+    )
+    assert ledger.events(run) == [
+        ("delisted", "a", "published_removal"),
+        ("delisted", "b", "published_removal"),
+    ]
+    assert ledger.status() == {"a": "removed", "b": "removed", "c": "active"}
+    table = Event.__table__
+    with ledger.engine.connect() as conn:
+        evidence = conn.execute(select(table.c.evidence).where(table.c.run_id == run)).scalars()
+        assert {e["source_url"] for e in evidence} == {"http://example.test/removal.docx"}
+    # Announced entries never disappear; they expire even when no page repeats them.
+    assert ledger.events(ledger.run([], n=1, announced=True)) == []
+    expiring = ledger.run(
+        [entry("d", valid_until="2025-11-23")], announced=True
+    )  # day 4: 2025-11-24
+    assert ledger.events(expiring) == []
+    assert ledger.status()["d"] == "expired"  # already expired when first seen: no event
+    ledger.run([entry("e", valid_until="2025-11-25")], announced=True)
+    assert ledger.events(ledger.run([], announced=True)) == [("delisted", "e", "expired")]
 
 
 def test_unhealthy_runs_can_list_and_modify_but_not_delist(ledger: Ledger) -> None:

@@ -53,6 +53,9 @@ HELPER_TARGETS = (
     "_org_code",
     "_address",
     "_filed_on",
+    "_removed_on",
+    "_removal_reason",
+    "_removal_authority",
 )
 CONTROL_TARGETS = ("extra", "ignore")
 TARGETS = frozenset(SCHEMA_TARGETS + HELPER_TARGETS + CONTROL_TARGETS)
@@ -108,8 +111,9 @@ _LABELS: dict[str, tuple[str, ...]] = {
     "title": ("荣誉名称", "荣誉称号", "表彰名称", "奖项名称", "名单名称", "称号"),
     "reason": (
         "违法事由", "违法行为类型", "处罚事由", "列入事由", "列入名单事由", "列入原因",
-        "列入严重违法失信名单原因", "失信情形", "失信被执行人行为具体情形",
-        "失信被执行人具体情形", "案件性质", "违法行为", "cf_wfxw", "disrupttypename",
+        "列入严重违法失信名单原因", "严重违法失信行为的具体情形", "失信情形",
+        "失信被执行人行为具体情形", "失信被执行人具体情形", "案件性质", "违法行为", "cf_wfxw",
+        "disrupttypename",
         "serillrea_cn", "ajxz", "主要违法事实", "违法事实", "zywfss", "cf_sy",
     ),
     "basis": ("处罚依据", "列入依据", "认定依据", "法律依据", "cf_yj"),
@@ -118,6 +122,7 @@ _LABELS: dict[str, tuple[str, ...]] = {
         "处罚机关", "认定部门", "认定机关", "认定单位", "列入机关", "列入部门", "决定机关",
         "作出决定机关", "作出决定机关(列入)", "许可机关", "执行法院", "实施检查的单位",
         "cf_cfjg", "cf_xzjg", "xk_xkjg", "courtname", "execcourtname", "lrbm", "decorg_cn",
+        "执法单位", "发布机关", "发布单位",
     ),
     "decided_on": (
         "处罚日期", "处罚决定日期", "认定日期", "认定时间", "列入日期", "列入时间", "决定日期",
@@ -129,7 +134,7 @@ _LABELS: dict[str, tuple[str, ...]] = {
     ),
     "valid_until": (
         "公示截止日期", "公示截止期", "有效期至", "有效期截止", "有效截止日期", "许可截止期",
-        "许可截止日期", "cf_gsjzq", "xk_yxqzi", "处罚有效期", "cf_yxq",
+        "许可截止日期", "cf_gsjzq", "xk_yxqzi", "处罚有效期", "cf_yxq", "处罚截止日期",
     ),
     "_type_label": (
         "主体类型", "行政相对人类别", "主体类别", "当事人类型", "cf_xdr_lb", "xk_xdr_lb",
@@ -159,6 +164,19 @@ _LABELS: dict[str, tuple[str, ...]] = {
         "企业地址", "通讯地址", "dom",
     ),
     "_filed_on": ("立案时间", "立案日期", "regdate", "casecreatetime"),
+    # A removal published with the entry (GSXT's 移出 fields, 退出名单 columns, a removal
+    # announcement's rows): read into ``extra.removal``.
+    "_removed_on": (
+        "移出日期", "移出时间", "退出日期", "退出名单日期", "撤销日期", "remdate", "tcrq",
+    ),
+    "_removal_reason": (
+        "移出原因", "移出事由", "移出名单原因", "退出原因", "退出名单原因", "撤销原因",
+        "remexcpres_cn", "pemexcprexs_cn", "tcmdyy",
+    ),
+    "_removal_authority": (
+        "移出机关", "作出决定机关(移出)", "移出决定机关", "退出认定部门", "redecorg_cn",
+        "recorg_cn",
+    ),
     # Page furniture, and the bookkeeping of mirrors and sitemaps (Baidu's opendata copy of
     # the SPC list): a view counter or a crawl stamp changes without the entry changing.
     "ignore": (

@@ -15,6 +15,9 @@ What the normaliser derives besides the schema fields goes to ``extra`` under th
 * ``filed_on``: the ISO date of a court case's filing (立案时间, ``regDate``);
 * ``reason_vocabulary``: the vocabulary and version that gave ``reason_category``;
 * ``open_ended``: true when ``valid_until`` is null because the entry is valid 长期;
+* ``valid_until_rule``: how ``valid_until`` was derived when the list's validity is a rule
+  (CAAC: one year) and the entry publishes no end date;
+* ``removal``: a removal published with the entry (``removed_on``, ``reason``, ``authority``);
 * ``amount_mismatch``: a 万元/元 column and the measure text disagreeing (the column wins);
 * ``pages``: the other pages the entry was read from (provenance, not content).
 """
@@ -25,6 +28,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -66,6 +70,8 @@ EXTRA_CODE_CHECKS = "code_checks"
 EXTRA_FILED_ON = "filed_on"
 EXTRA_REASON_VOCABULARY = "reason_vocabulary"
 EXTRA_OPEN_ENDED = "open_ended"
+EXTRA_VALID_UNTIL_RULE = "valid_until_rule"
+EXTRA_REMOVAL = "removal"
 
 # Output order: the schema's Record table, minus the fields storage owns.
 RECORD_FIELDS = tuple(name for name in SCHEMA_RECORD_FIELDS if name not in STORAGE_FIELDS)
@@ -226,6 +232,29 @@ def _code_checks(c: _Collected, id_number: str | None) -> dict[str, bool]:
     return checks
 
 
+def _years_later(day: date, years: int) -> date:
+    """The day before the same date ``years`` later: the last day of a validity of N years."""
+    try:
+        end = day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        end = day.replace(year=day.year + years, day=28) + timedelta(days=1)
+    return end - timedelta(days=1)
+
+
+def _removal(c: _Collected) -> dict[str, Any] | None:
+    """The removal the entry itself publishes (in-row 移出 fields, a removal row), if any."""
+    values = {
+        "removed_on": c.values.get("_removed_on"),
+        "reason": c.values.get("_removal_reason"),
+        "authority": c.values.get("_removal_authority"),
+    }
+    if not any(values.values()):
+        return None
+    removed_on = parse_clean_date(values["removed_on"])
+    values["removed_on"] = _iso(removed_on)
+    return values
+
+
 def normalise_entry(
     entry: RawEntry,
     *,
@@ -233,6 +262,7 @@ def normalise_entry(
     record_key_rule: str,
     domain: str | None = None,
     label_overrides: dict[str, str] | None = None,
+    validity_years: int | None = None,
 ) -> dict[str, Any]:
     """Every schema Record field except ``status``, ``first_seen``, ``last_seen``.
 
@@ -283,6 +313,9 @@ def normalise_entry(
         valid_until = None  # 2099-12-31: the 双公示 way of writing "long-term"
     if valid_until is None and "valid_until" in v and is_open_ended(v["valid_until"]):
         c.extra[EXTRA_OPEN_ENDED] = True  # null because 长期, not because unknown
+    elif valid_until is None and "valid_until" not in v and validity_years and decided_on:
+        valid_until = _years_later(decided_on, validity_years)
+        c.extra[EXTRA_VALID_UNTIL_RULE] = f"decided_on + {validity_years} year(s) - 1 day"
     if decided_on is None or published_on is None or valid_until is None:
         for target, parsed_date in (
             ("decided_on", decided_on),
@@ -311,6 +344,8 @@ def normalise_entry(
             for name, flag in (("fine_yuan", fine_flag), ("confiscated_yuan", confiscated_flag))
             if flag is not None
         }
+    if (removal := _removal(c)) is not None:
+        extra[EXTRA_REMOVAL] = removal
     extra[EXTRA_PAGES] = [{"url": p.url, "sha256": p.sha256, "role": p.role} for p in entry.pages]
 
     return {

@@ -1,0 +1,184 @@
+"""国家企业信用信息公示系统 严重违法失信名单 (GSXT list of seriously illegal enterprises).
+
+Pages: a paged JSON list (``start`` offsets of 5; ``totalPage``, ``recordsTotal``). Page 1
+states the page count, so every other page is requested directly and one failed page cannot
+hide the others. Listing and removal share a row: 移出原因/移出日期/移出机关 are null while the
+company is listed, and passed on as published (dates in epoch milliseconds, which the
+normaliser reads as Shanghai dates) once filled.
+
+A row is one listing decision, but an entry is the company (record_key ``subject``): a company
+removed and listed again has two rows, and staging keeps only one record per key. So rows are
+held until every page has answered (or failed), then each company is emitted once, from its
+latest row still in force (else its latest row), with the pages of its other rows in
+``pages``. Which row wins therefore never depends on the order pages arrive in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import scrapy
+from scrapy.http import Response
+from twisted.python.failure import Failure
+
+from crawlers.items import ListPage, PageRef, RawEntry
+from crawlers.outcomes import EmptyPage, LayoutDrift, MalformedPage
+from crawlers.pagekit import page_ref
+from crawlers.spiders.base import PortalSpider
+
+# --- Selectors and keys, one block per page type -------------------------------------------
+LIST_PATH = "affiche-query-info-illInfo.html?start="
+PAGE_SIZE = 5
+ROWS_KEY = "data"
+TOTAL_KEY = "recordsTotal"
+PAGES_KEY = "totalPage"
+ROW_REQUIRED = ("entName", "serILLRea_CN", "abntime")
+SUBJECT_KEYS = ("uniscId", "entName")  # a company's rows are grouped by the first present
+LISTED_ON_KEY = "abntime"
+REMOVED_ON_KEY = "remDate"
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    fields: dict[str, str]
+    ref: PageRef
+    order: tuple[int, int]  # (page, position): the portal's own order, newest first
+
+    @property
+    def removed(self) -> bool:
+        return REMOVED_ON_KEY in self.fields
+
+    @property
+    def listed_on(self) -> int:
+        text = self.fields.get(LISTED_ON_KEY, "")
+        return int(text) if text.lstrip("-").isdigit() else 0
+
+
+def row_fields(row: dict[str, Any]) -> dict[str, str]:
+    """A JSON row as key → text, nulls left out (an unfilled removal is no removal)."""
+    out: dict[str, str] = {}
+    for key, value in row.items():
+        if value is None or isinstance(value, dict | list):
+            continue
+        out[key] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def read_page(response: Response) -> tuple[list[dict[str, Any]], int, int]:
+    """Rows, declared total and page count; problems raised, never an empty answer."""
+    try:
+        body = json.loads(response.text)
+    except ValueError as exc:
+        raise MalformedPage(f"not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise MalformedPage(f"expected an object, got {type(body).__name__}")
+    missing = [key for key in (ROWS_KEY, TOTAL_KEY, PAGES_KEY) if key not in body]
+    if missing:
+        raise LayoutDrift(f"answer lacks {', '.join(missing)}")
+    rows, total, pages = body[ROWS_KEY], body[TOTAL_KEY], body[PAGES_KEY]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise MalformedPage(f"{ROWS_KEY!r} is not a list of rows")
+    if not isinstance(total, int) or not isinstance(pages, int):
+        raise MalformedPage(f"{TOTAL_KEY}/{PAGES_KEY} are not numbers: {total!r}, {pages!r}")
+    for row in rows:
+        lacking = [key for key in ROW_REQUIRED if row.get(key) in (None, "")]
+        if lacking:
+            raise LayoutDrift(f"row lacks {', '.join(lacking)}: {sorted(row)}")
+    return rows, total, pages
+
+
+class GsxtSpider(PortalSpider):
+    name = "gsxt"
+    source_id: ClassVar[str] = "gsxt"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows: list[_Row] = []
+        self.expected_pages: set[int] | None = None  # known once page 1 has answered
+        self.answered: set[int] = set()
+        self.emitted = False
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        (lst,) = self.source().lists
+        yield self.list_request(lst.id, page_no=1)
+
+    def list_request(self, list_id: str, page_no: int) -> scrapy.Request:
+        start = (page_no - 1) * PAGE_SIZE
+        return scrapy.Request(
+            f"{self.source().base_url}{LIST_PATH}{start}",
+            callback=self.parse_list,
+            errback=self.list_failed,
+            cb_kwargs={"list_id": list_id, "page_no": page_no},
+            meta={"cw_list": list_id},
+        )
+
+    def parse_list(self, response: Response, list_id: str, page_no: int) -> Iterator[Any]:
+        problem: Exception | None = None
+        out: list[Any] = []
+        try:
+            out = list(self.read_list(response, list_id, page_no))
+        except Exception as exc:  # a page problem, or a bug: either way the page is answered
+            problem = exc
+        yield from out
+        yield from self.page_answered(list_id, page_no)
+        if problem is not None:
+            raise problem  # recorded as this page's outcome by the run extension
+
+    def read_list(self, response: Response, list_id: str, page_no: int) -> Iterator[Any]:
+        rows, total, pages = read_page(response)
+        ref = page_ref(response, "list")
+        yield ListPage(
+            source=self.source_id,
+            list=list_id,
+            url=response.url,
+            sha256=ref.sha256,
+            page_no=page_no,
+            rows=len(rows),
+            declared_total=total,
+            declared_pages=pages,
+        )
+        if page_no == 1:
+            self.expected_pages = set(range(1, pages + 1)) | {1}
+            for number in range(2, pages + 1):
+                yield self.list_request(list_id, number)
+        if not rows:
+            raise EmptyPage(f"{list_id} page {page_no} lists no entries")
+        for position, row in enumerate(rows):
+            self.rows.append(_Row(row_fields(row), ref, (page_no, position)))
+
+    def list_failed(self, failure: Failure) -> Iterator[Any]:
+        """A page that never came: its outcome is logged already; the others still count."""
+        request = failure.request  # type: ignore[attr-defined]
+        yield from self.page_answered(request.cb_kwargs["list_id"], request.cb_kwargs["page_no"])
+
+    def page_answered(self, list_id: str, page_no: int) -> Iterator[RawEntry]:
+        self.answered.add(page_no)
+        if page_no == 1 and self.expected_pages is None:
+            self.expected_pages = {1}  # page 1 failed: no page count, nothing else to wait for
+        if self.emitted or self.expected_pages is None or not self.expected_pages <= self.answered:
+            return
+        self.emitted = True
+        yield from self.entries(list_id, self.rows)
+
+    def entries(self, list_id: str, rows: Iterable[_Row]) -> Iterator[RawEntry]:
+        """One entry per company, from its current row (see the module docstring)."""
+        companies: dict[str, list[_Row]] = {}
+        for row in sorted(rows, key=lambda r: r.order):
+            key = next((row.fields[k] for k in SUBJECT_KEYS if row.fields.get(k)), "")
+            companies.setdefault(key, []).append(row)
+        for group in companies.values():
+            in_force = [r for r in group if not r.removed] or group
+            current = max(in_force, key=lambda r: (r.listed_on, -r.order[0], -r.order[1]))
+            others = [r.ref for r in group if r is not current and r.ref != current.ref]
+            yield RawEntry(
+                source=self.source_id,
+                list=list_id,
+                source_url=current.ref.url,
+                raw_sha256=current.ref.sha256,
+                fields=current.fields,
+                pages=[current.ref, *dict.fromkeys(others)],
+            )
