@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: set up, then replay the shipped Xiamen cassettes,
-# day 1 then day 2, into a fresh SQLite database (data/demo), printing what each day found.
+# The main job on the embedded default: set up, then replay the shipped cassettes of each
+# source, day 1 then day 2, into a fresh SQLite database (data/demo), printing what each
+# day found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export CREDITWATCH_DATA_DIR=data/demo
 rm -rf "$CREDITWATCH_DATA_DIR"
-for day in 1 2; do
-  echo "== day $day =="
-  .venv/bin/creditwatch crawl xmtravel --replay "fixtures/xmtravel/xmtravel-day$day.yaml" --delist-after 1
+# Sources whose replay needs no browser: the Xiamen portal, the announcement lists and the
+# two database-like sector lists (Credit China needs Chromium and a watchlist; see README).
+for source in xmtravel mct_tourism caac mohrss ccgp gsxt; do
+  for day in 1 2; do
+    echo "== $source day $day =="
+    .venv/bin/creditwatch crawl "$source" --replay "fixtures/$source/$source-day$day.yaml" --delist-after 1
+  done
 done
 echo
 echo "Database: $CREDITWATCH_DATA_DIR/creditwatch.sqlite — try:"

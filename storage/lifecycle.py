@@ -77,6 +77,13 @@ def _json_text(col: Any, key: str) -> Any:
     return col[key].as_string()
 
 
+def _provenance(data: Any) -> Any:
+    """``{source_url, raw_sha256}`` of a stored or staged record: an event's evidence."""
+    return json_object(
+        "source_url", _json_text(data, "source_url"), "raw_sha256", _json_text(data, "raw_sha256")
+    )
+
+
 def content_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     """``{field: [old, new]}`` over content fields; ``extra`` is compared label by label."""
     old, new = content_of(old), content_of(new)
@@ -132,12 +139,7 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
     )
     staged_active = and_(~staged_removed, staged_valid)
     staged_status = case((staged_removed, "removed"), (staged_valid, "active"), else_="expired")
-    staged_evidence = json_object(
-        "source_url",
-        _json_text(staged.data, "source_url"),
-        "raw_sha256",
-        _json_text(staged.data, "raw_sha256"),
-    )
+    staged_evidence = _provenance(staged.data)
     baselines = baseline_lists(conn, run.lists)
 
     def staged_event(kind: str, cause: str | None, baseline: Any) -> list[Any]:
@@ -339,29 +341,13 @@ def _apply_removals(conn: Connection, run: RunDetection) -> int:
     ]
     # The earliest matching row of the run is the evidence.
     first = (
-        select(
-            json_object(
-                "source_url",
-                _json_text(rm.data, "source_url"),
-                "raw_sha256",
-                _json_text(rm.data, "raw_sha256"),
-            )
-        )
+        select(_provenance(rm.data))
         .where(in_force, names_entry)
         .order_by(rm.record_key)
         .limit(1)
         .scalar_subquery()
     )
-    count = conn.execute(
-        insert(EVENTS).from_select(
-            EVENT_COLUMNS,
-            select(*_record_event(run, "published_removal", first))
-            .where(matched)
-            .order_by(rec.list, rec.record_key),
-        )
-    ).rowcount
-    conn.execute(update(RECORDS).where(matched).values(status="removed"))
-    return count
+    return _delist_records(conn, run, "published_removal", first, matched, "removed")
 
 
 def _expire_unseen(conn: Connection, run: RunDetection) -> int:
@@ -374,21 +360,23 @@ def _expire_unseen(conn: Connection, run: RunDetection) -> int:
         rec.status == "active",
         rec.valid_until < run.run_date,
     )
-    evidence = json_object(
-        "source_url",
-        _json_text(rec.data, "source_url"),
-        "raw_sha256",
-        _json_text(rec.data, "raw_sha256"),
-    )
+    return _delist_records(conn, run, "expired", _provenance(rec.data), due, "expired")
+
+
+def _delist_records(
+    conn: Connection, run: RunDetection, cause: str, evidence: Any, where: Any, status: str
+) -> int:
+    """Raise ``delisted`` for the stored records ``where`` selects, then set their status."""
+    rec = RECORDS.c
     count = conn.execute(
         insert(EVENTS).from_select(
             EVENT_COLUMNS,
-            select(*_record_event(run, "expired", evidence))
-            .where(due)
+            select(*_record_event(run, cause, evidence))
+            .where(where)
             .order_by(rec.list, rec.record_key),
         )
     ).rowcount
-    conn.execute(update(RECORDS).where(due).values(status="expired"))
+    conn.execute(update(RECORDS).where(where).values(status=status))
     return count
 
 

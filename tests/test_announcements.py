@@ -138,6 +138,8 @@ def test_an_index_that_drops_old_announcements_raises_nothing(sqlite_url: str) -
     again = replay(sqlite_url, edited, source="caac", delist_after=1)
     assert run_row(sqlite_url, again).state == "healthy"
     assert events(sqlite_url, again) == []
+    # Page 1 already holds announcements read before: the index is not paginated further.
+    assert list_health(sqlite_url, again)["caac.no_fly"].pages == 1
 
 
 def _edit_attachment(source: str, number: int, suffix: str, body: bytes, tmp: Path) -> Path:
