@@ -1,5 +1,7 @@
-"""Alerts: turning change events into messages and delivering them.
+"""Alerts: turning change events into messages and delivering them, once.
 
-For now this renders events for the terminal; channels, subscriptions and the outbox come
-with the alerts issue and build on the same rendering.
+``subscriptions`` (who follows what) → ``matching`` (which events concern them) → ``outbox``
+(rows written with the events) → ``sender`` (delivery with retries) through ``channels``
+(email, signed webhooks, apprise, Atom), in words from ``messages``; ``render`` is the
+one-line form the terminal prints.
 """

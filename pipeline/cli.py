@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from w3lib.encoding import html_to_unicode
 
+from alerts.channels import ChannelError, parse_channel
+from alerts.feed import feed_document
+from alerts.messages import sample_message
 from alerts.render import event_line
+from alerts.sender import send_pending
+from alerts.subscriptions import Subscription, load_file
 from crawlers.registry import RegistryError, get_source, load_registry
 from pipeline.run import CrawlError, CrawlSpec, crawl
 from storage.announcements import list_announcements
 from storage.archive import NotArchived, get_response
 from storage.engine import current_revision, database_url, get_engine, upgrade
 from storage.exports import export_records, query_events, write_csv, write_jsonl
+from storage.outbox import alert_log, delete_subscription, save_subscription, subscription_rows
 from storage.runs import get_run, list_runs, run_lists
 from storage.schema import RECORD_FIELDS
 
@@ -33,6 +40,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+watch_app = typer.Typer(help="Subscriptions: who hears about what.", no_args_is_help=True)
+app.add_typer(watch_app, name="watch")
+alerts_app = typer.Typer(help="Delivering alerts.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 # Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -369,6 +380,196 @@ def db_upgrade() -> None:
 def db_status() -> None:
     """Which database is in use and its schema revision."""
     out.print(f"{database_url()} at revision {current_revision() or '(empty)'}")
+
+
+# --- alerts ------------------------------------------------------------------------------
+
+Many = Annotated[list[str] | None, typer.Option()]
+
+
+@watch_app.command("add")
+def watch_add(
+    subscription_id: Annotated[str, typer.Argument(metavar="ID")],
+    channel: Annotated[
+        list[str], typer.Option(help="email:…, webhook:…, feed:PATH, or an apprise URL.")
+    ],
+    uscc: Many = None,
+    name: Annotated[list[str] | None, typer.Option(help="Exact entity name.")] = None,
+    fuzzy_name: Annotated[list[str] | None, typer.Option(help="Fuzzy entity name.")] = None,
+    threshold: Annotated[float, typer.Option(help="Fuzzy score to reach (0-100).")] = 90.0,
+    keyword: Annotated[list[str] | None, typer.Option(help="Word(s) in reason or measure.")] = None,
+    region: Annotated[list[str] | None, typer.Option(help="GB/T 2260 code prefix.")] = None,
+    source: Many = None,
+    list_id: Annotated[list[str] | None, typer.Option("--list", help="Full list id.")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="list_kind, e.g. blacklist.")] = None,
+    event: Annotated[
+        list[str] | None, typer.Option(help="listed, delisted, modified, relisted.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="immediate, hourly or daily.")] = "immediate",
+    timezone: Annotated[str, typer.Option(help="Time zone of digest windows.")] = "Asia/Shanghai",
+    language: Annotated[str, typer.Option(help="zh or en.")] = "zh",
+    baseline: Annotated[bool, typer.Option(help="Also alert a list's baseline.")] = False,
+    health: Annotated[bool, typer.Option(help="Maintainers: also source-health alerts.")] = False,
+    health_only: Annotated[
+        bool, typer.Option(help="Maintainers: source-health alerts and no events.")
+    ] = False,
+) -> None:
+    """Add (or replace) a subscription."""
+    data: dict[str, Any] = {
+        "id": subscription_id, "channels": channel, "uscc": uscc or [], "names": name or [],
+        "fuzzy_names": fuzzy_name or [], "fuzzy_threshold": threshold, "keywords": keyword or [],
+        "regions": region or [], "sources": source or [], "lists": list_id or [],
+        "list_kinds": kind or [], "mode": mode, "timezone": timezone, "language": language,
+        "include_baseline": baseline, "health": health or health_only,
+    }  # fmt: skip
+    if event or health_only:
+        data["events"] = [] if health_only else event
+    _save_subscriptions([_subscription(data)], origin="cli")
+    out.print(f"subscription {subscription_id} saved")
+
+
+def _subscription(data: dict[str, Any]) -> Subscription:
+    try:
+        subscription = Subscription.from_dict(data)
+        for spec in subscription.channels:
+            parse_channel(spec)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return subscription
+
+
+def _save_subscriptions(subscriptions: list[Subscription], origin: str) -> None:
+    now = datetime.now(UTC)
+    upgrade()
+    with get_engine().begin() as conn:
+        for subscription in subscriptions:
+            save_subscription(conn, subscription.as_dict(), origin, now)
+
+
+@watch_app.command("import")
+def watch_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Add or replace the subscriptions of a YAML or TOML file (kept in git by a group)."""
+    try:
+        subscriptions = load_file(path)
+        for subscription in subscriptions:
+            for spec in subscription.channels:
+                parse_channel(spec)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    _save_subscriptions(subscriptions, origin=str(path))
+    out.print(f"{len(subscriptions)} subscription(s) saved from {path}")
+
+
+@watch_app.command("list")
+def watch_list() -> None:
+    """The subscriptions, what each follows and where it goes."""
+    table = Table("id", "follows", "scope", "mode", "lang", "channels", "origin")
+    with connect() as conn:
+        for row in subscription_rows(conn):
+            d = row.data
+            follows = (
+                "; ".join(
+                    f"{name}: {', '.join(map(str, d[name]))}"
+                    for name in ("uscc", "names", "fuzzy_names", "keywords", "regions")
+                    if d.get(name)
+                )
+                or "whole lists"
+            )
+            scope = "; ".join(
+                f"{name}: {', '.join(d[name])}"
+                for name in ("sources", "lists", "list_kinds", "events")
+                if d.get(name)
+            )
+            cells = (
+                row.id, follows, scope, d["mode"], d["language"], "\n".join(d["channels"]),
+                row.origin or "",
+            )  # fmt: skip
+            table.add_row(*map(escape, cells))  # user text, not rich markup
+    out.print(table)
+
+
+@watch_app.command("remove")
+def watch_remove(subscription_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Remove a subscription (alerts already in the outbox are still delivered)."""
+    upgrade()
+    with get_engine().begin() as conn:
+        if not delete_subscription(conn, subscription_id):
+            raise fail(f"no subscription {subscription_id!r}")
+    out.print(f"subscription {subscription_id} removed")
+
+
+@alerts_app.command("send")
+def alerts_send() -> None:
+    """One pass over the outbox: bundle closed digest windows, deliver what is due."""
+    upgrade()
+    report = send_pending(get_engine())
+    out.print(
+        f"delivered {report['delivered']}, retry later {report['retry']}, "
+        f"failed {report['failed']}, digests bundled {report['digests']}"
+    )
+    if report["failed"]:
+        raise typer.Exit(1)
+
+
+@alerts_app.command("test")
+def alerts_test(
+    channel: Annotated[str, typer.Argument(help="A channel spec, as in a subscription.")],
+    language: Annotated[str, typer.Option(help="zh or en.")] = "zh",
+) -> None:
+    """Send a sample alert to a channel, to check it is set up."""
+    try:
+        receipt = parse_channel(channel).deliver(sample_message(language))
+    except (ChannelError, ValueError) as exc:
+        raise fail(f"{channel}: {exc}") from None
+    out.print(f"sent: {receipt}", markup=False)
+
+
+@alerts_app.command("log")
+def alerts_log(
+    subscription: Annotated[str | None, typer.Option(help="Only this subscription.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """What went where, when, with what result."""
+    table = Table(
+        "id", "about", "subscription", "channel", "status", "tries", "delivered (UTC)", "result"
+    )
+    with connect() as conn:
+        for row in alert_log(conn, subscription, limit):
+            cells = (
+                str(row.id), _about(row), row.subscription, row.channel, row.status,
+                str(row.attempts),
+                row.delivered_at.strftime("%Y-%m-%d %H:%M:%S") if row.delivered_at else "—",
+                row.receipt or row.last_error or "",
+            )  # fmt: skip
+            table.add_row(*map(escape, cells))  # receipts quote servers, not rich markup
+    out.print(table)
+
+
+def _about(row: Any) -> str:
+    """What an outbox row is about, from its frozen payload: the event and entity, the
+    digest's size or the health problem."""
+    payload = row.payload or {}
+    if row.kind == "event":
+        event = payload["context"]["event"]
+        return f"{event['event']} {event.get('entity_name') or event['record_key']}"
+    if row.kind == "digest":
+        return f"digest of {len(row.event_ids or [])} event(s)"
+    return f"health {payload.get('source')}: {payload.get('problem')}"
+
+
+@app.command()
+def feed(
+    subscription: Annotated[str, typer.Argument(help="A subscription id.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the Atom file.")],
+) -> None:
+    """Write a subscription's alerts as an Atom feed (newest first)."""
+    with connect() as conn:
+        row = next((r for r in subscription_rows(conn) if r.id == subscription), None)
+        if row is None:
+            raise fail(f"no subscription {subscription!r}")
+        data = feed_document(conn, Subscription.from_dict(row.data))
+    out_path.write_bytes(data)
+    out.print(f"wrote {out_path}")
 
 
 if __name__ == "__main__":

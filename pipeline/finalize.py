@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from alerts.outbox import enqueue_health, enqueue_run
 from crawlers.registry import get_source
 from pipeline.health import FetchOutcome, PageSeen, judge_run, outcome_summary, run_state
 from storage.announcements import announcement_summary, run_announcements
@@ -87,5 +88,17 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             records=sum(records.values()),
             events=sum(events.values()),
             summary=summary,
+        )
+        # Alerts join the outbox in the transaction that raised their events.
+        enqueue_run(conn, run_id)
+        enqueue_health(
+            conn,
+            run_id=run_id,
+            source=source.id,
+            layout_drift=[
+                {"url": f.url, "list": f.list, "detail": f.detail}
+                for f in fetches
+                if f.outcome == "layout_drift"
+            ],
         )
     return state

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: set up, then replay the shipped cassettes of each
 # source, day 1 then day 2, into a fresh SQLite database (data/demo), printing what each
-# day found.
+# day found, then deliver the alerts of two demo subscriptions to Atom files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export CREDITWATCH_DATA_DIR=data/demo
 rm -rf "$CREDITWATCH_DATA_DIR"
+# Two watchdog subscriptions whose alerts go to Atom files in data/demo (no network needed).
+.venv/bin/creditwatch watch import fixtures/demo-subscriptions.yml
 # Sources whose replay needs no browser: the Xiamen portal, the announcement lists and the
 # two database-like sector lists (Credit China needs Chromium and a watchlist; see README).
 for source in xmtravel mct_tourism caac mohrss ccgp gsxt; do
@@ -15,6 +17,10 @@ for source in xmtravel mct_tourism caac mohrss ccgp gsxt; do
     .venv/bin/creditwatch crawl "$source" --replay "fixtures/$source/$source-day$day.yaml" --delist-after 1
   done
 done
+echo
+echo "== alerts =="
+.venv/bin/creditwatch alerts send
+.venv/bin/creditwatch alerts log
 echo
 echo "Database: $CREDITWATCH_DATA_DIR/creditwatch.sqlite — try:"
 echo "  CREDITWATCH_DATA_DIR=$CREDITWATCH_DATA_DIR .venv/bin/creditwatch changes"

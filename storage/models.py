@@ -270,3 +270,46 @@ class Event(SQLModel, table=True):
     run_id: str = Field(index=True)
     at: datetime = _time(nullable=False, index=True)
     evidence: JSONObject | None = _json()
+
+
+class SubscriptionRow(SQLModel, table=True):
+    """A watchdog group's subscription (``alerts.subscriptions.Subscription.as_dict``)."""
+
+    __tablename__ = "subscriptions"
+
+    id: str = Field(primary_key=True)
+    data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+    origin: str | None = None  # "cli", or the file it was imported from
+    updated_at: datetime | None = _time()
+
+
+class Alert(SQLModel, table=True):
+    """The outbox: one row per alert to deliver, written with the events that cause it.
+
+    ``alert_key`` is the idempotency key receivers see (webhook header, e-mail Message-ID);
+    it is unique, so an event never alerts a subscription's channel twice. Digest items wait
+    as ``queued`` until their window closes, then one ``digest`` row carries them.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_key: str = Field(unique=True)
+    subscription: str = Field(index=True)
+    channel: str
+    kind: str  # event · digest_item · digest · health
+    status: str  # pending · queued · bundled · collapsed · delivered · failed
+    run_id: str | None = None
+    event_ids: list[str] | None = _json()
+    match: JSONObject | None = _json()
+    payload: JSONObject | None = _json()  # health alerts: what went wrong
+    digest_id: int | None = None  # for digest items: the digest that carried them
+    window_start: datetime | None = _time()
+    due_at: datetime = _time(nullable=False)
+    next_attempt_at: datetime = _time(nullable=False)
+    attempts: int = 0
+    created_at: datetime = _time(nullable=False)
+    delivered_at: datetime | None = _time()
+    receipt: str | None = None
+    last_error: str | None = None

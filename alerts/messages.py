@@ -1,0 +1,758 @@
+"""Alert messages: one event, a digest or a source's health, in Chinese or English, in every medium.
+
+Pure functions, no I/O. Each builder lays a message out once, as headings and labelled
+fields, and three renderers write that layout as plain text, Markdown and HTML; ``data`` is
+the JSON body of webhooks. Why each medium is escaped the way it is:
+
+* Scraped text (names, reasons, case numbers, URLs) comes from public portals that anyone
+  can get published on, so it is shown, never interpreted. In HTML it goes through
+  ``html.escape``, and a URL becomes a link only when it is ``http(s)``. In Markdown every
+  ASCII punctuation character gets a backslash: CommonMark makes any escaped punctuation
+  literal, so no emphasis, link, autolink, HTML tag or table cell can start inside a value.
+* In every rendered medium, control and format characters (NUL, CR/LF, U+2028, bidi
+  overrides such as U+202E, lone surrogates) are shown as their ``\\uXXXX`` code: a name can
+  neither forge a line of the message nor reorder what the reader sees. Values longer than
+  300 characters are cut, saying how much was left out.
+* The subject is one line: those characters become spaces and a long name is cut.
+* ``data`` keeps every value exactly as stored (JSON does the escaping), so a webhook
+  consumer receives the stored text, byte for byte.
+
+``data`` of an event message::
+
+    {"kind": "event", "subscription": ..., "key": ..., "language": ..., "subject": ...,
+     "at": <the event's "at">,
+     "events": [<SCHEMA.md event object, datetimes in ISO form>],
+     "records": [<the record it is about, as stored>],
+     "evidence": {"source_url", "raw_sha256", "run_id", "run_health", "fetched_at"},
+     "match": {"criterion", "value", "score"}}
+
+A digest (``"kind": "digest"``) has the same keys with ``evidence`` and ``match`` as lists
+parallel to ``events``, plus ``"window": [start, end]`` and ``"counts"`` per event kind. A
+health message (``"kind": "health"``) has ``source``, ``problem``, ``detail`` and ``runs``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from alerts.model import AlertMessage, EventContext, Evidence, Match, MatchedEvent
+
+LANGUAGES = ("zh", "en")
+KINDS = ("listed", "relisted", "modified", "delisted")
+MAX_VALUE = 300  # characters of one scraped value in a body
+MAX_SUBJECT_NAME = 60  # characters of the entity name in a subject
+
+TEXTS: dict[str, dict[str, Any]] = {
+    "zh": {
+        "kind": {
+            "listed": "列入",
+            "delisted": "移出",
+            "modified": "信息更正",
+            "relisted": "重新列入",
+        },
+        "subject_kind": {
+            "listed": "列入",
+            "delisted": "移出",
+            "modified": "信息更正",
+            "relisted": "重新列入",
+        },
+        "cause": {
+            "published_removal": "平台已公布移出（公告或条目中的移出信息）",
+            "expired": "已超过公示截止日期",
+            "disappeared": "在该名单连续多次健康的抓取中均未再出现",
+        },
+        "criterion": {
+            "uscc": "统一社会信用代码",
+            "name": "名称",
+            "fuzzy_name": "近似名称",
+            "keyword": "关键词",
+            "region": "地区",
+            "list": "订阅整个名单",
+        },
+        "health": {
+            "healthy": "健康",
+            "degraded": "降级：不能证明条目已移出",
+            "failed": "失败：没有可用数据",
+        },
+        "problem": {
+            "failing": "连续多次抓取不健康",
+            "aborted": "抓取进程中断",
+            "stale": "长时间没有成功的抓取",
+            "layout_drift": "页面结构变化",
+            "waf_challenge": "被防火墙拦截",
+            "captcha_required": "需要验证码",
+            "rate_limited": "被限流",
+            "session_rejected": "会话被拒绝",
+        },
+        "baseline": "（基线）",
+        "baseline_note": "这是该名单首次抓取时已存在的条目（基线），不是新发生的列入。",
+        "entity": "主体",
+        "uscc": "统一社会信用代码",
+        "uscc_raw": "公布的代码（未通过校验）",
+        "id_masked": "身份证号（平台已脱敏，按原样）",
+        "list": "名单",
+        "source": "来源",
+        "case_number": "文号",
+        "title": "名称",
+        "reason": "事由",
+        "measure": "处罚结果/措施",
+        "authority": "决定机关",
+        "decided_on": "决定日期",
+        "valid_until": "公示截止",
+        "cause_label": "移出原因",
+        "changes": "变更内容（原值 → 新值）",
+        "match": "匹配原因",
+        "score": "相似度",
+        "evidence": "证据",
+        "source_url": "来源网址",
+        "sha": "存档响应 SHA-256",
+        "run": "抓取批次",
+        "run_health": "该名单在此次抓取中的状况",
+        "fetched_at": "抓取时间",
+        "event_id": "事件编号",
+        "at": "事件时间",
+        "key": "告警键",
+        "subscription": "订阅",
+        "none": "（空）",
+        "unknown": "（未知）",
+        "digest": "摘要",
+        "window": "时间范围",
+        "no_events": "无事件",
+        "total": "共 {n} 条",
+        "count": "{kind} {n}",
+        "health_subject": "来源状况",
+        "detail": "详情",
+        "runs": "最近的抓取",
+        "headline": "{kind}：{name}",
+        "sample_note": "这是一条测试告警，事件为虚构。",
+    },
+    "en": {
+        "kind": {
+            "listed": "Listed",
+            "delisted": "Delisted",
+            "modified": "Modified",
+            "relisted": "Relisted",
+        },
+        "subject_kind": {
+            "listed": "listed on",
+            "delisted": "delisted from",
+            "modified": "modified on",
+            "relisted": "relisted on",
+        },
+        "cause": {
+            "published_removal": "the portal published its removal",
+            "expired": "past its valid-until date",
+            "disappeared": "absent from consecutive healthy runs of the list",
+        },
+        "criterion": {
+            "uscc": "USCC",
+            "name": "name",
+            "fuzzy_name": "similar name",
+            "keyword": "keyword",
+            "region": "region",
+            "list": "whole list",
+        },
+        "health": {
+            "healthy": "healthy",
+            "degraded": "cannot prove absence",
+            "failed": "nothing usable",
+        },
+        "problem": {
+            "failing": "runs keep failing",
+            "aborted": "run aborted",
+            "stale": "no successful run for a long time",
+            "layout_drift": "page layout changed",
+            "waf_challenge": "blocked by a WAF challenge",
+            "captcha_required": "captcha required",
+            "rate_limited": "rate limited",
+            "session_rejected": "session rejected",
+        },
+        "baseline": " (baseline)",
+        "baseline_note": "This entry was already on the list in its first run (the baseline); "
+        "it is not a new listing.",
+        "entity": "Entity",
+        "uscc": "USCC",
+        "uscc_raw": "Published code (fails the check digit)",
+        "id_masked": "ID number (masked by the portal, as published)",
+        "list": "List",
+        "source": "Source",
+        "case_number": "Case number",
+        "title": "Title",
+        "reason": "Reason",
+        "measure": "Measure",
+        "authority": "Authority",
+        "decided_on": "Decided on",
+        "valid_until": "Valid until",
+        "cause_label": "Cause",
+        "changes": "Changes (old → new)",
+        "match": "Matched",
+        "score": "score",
+        "evidence": "Evidence",
+        "source_url": "Source URL",
+        "sha": "Archived response SHA-256",
+        "run": "Run",
+        "run_health": "List health in that run",
+        "fetched_at": "Fetched at",
+        "event_id": "Event id",
+        "at": "Event time",
+        "key": "Alert key",
+        "subscription": "Subscription",
+        "none": "(none)",
+        "unknown": "(unknown)",
+        "digest": "digest",
+        "window": "Window",
+        "no_events": "no events",
+        "total": "{n} events",
+        "count": "{n} {kind}",
+        "health_subject": "source health",
+        "detail": "Detail",
+        "runs": "Recent runs",
+        "headline": "{kind}: {name}",
+        "sample_note": "This is a test alert; the event is invented.",
+    },
+}
+
+# Characters that could forge a line, hide text or reorder it: C0/C1 controls, zero-width
+# and direction marks, line/paragraph separators, bidi embeddings/overrides/isolates, BOM,
+# interlinear annotations, and lone surrogates (which no UTF-8 encoder accepts).
+# ZWNJ/ZWJ (U+200C/D) are kept: emoji sequences need them.
+_HIDDEN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufeff\ufff9-\ufffb\ud800-\udfff]"
+)
+_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+_SAFE_URL = re.compile(r"^https?://[^\s<>\"'`\\]+$")
+
+
+# -- text cleaning -----------------------------------------------------------------------------
+
+
+def shown(value: str, limit: int = MAX_VALUE) -> str:
+    """Scraped text made visible: hidden characters as ``\\uXXXX``, cut at ``limit``."""
+    text = _HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    if len(text) > limit:
+        text = f"{text[:limit]}… (+{len(text) - limit})"
+    return text
+
+
+def one_line(value: str, limit: int | None = None) -> str:
+    """Text fit for a header: hidden characters become spaces, whitespace collapses."""
+    text = " ".join(_HIDDEN.sub(" ", value).split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def md_escape(value: str) -> str:
+    """Markdown-inert text: a backslash before every ASCII punctuation character."""
+    return _MD_SPECIAL.sub(r"\\\1", value)
+
+
+def web_url(value: str | None) -> str | None:
+    """``value`` when it is a plain http(s) URL that is safe to link, else None."""
+    if not value or not _SAFE_URL.match(value) or _HIDDEN.search(value):
+        return None
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: datetimes and dates in ISO form, tuples as lists, strings verbatim."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, datetime | date) else str(value)
+
+
+# -- the layout --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """One labelled value; ``link`` makes an http(s) value a link, ``code`` sets it in mono."""
+
+    label: str
+    value: str
+    link: bool = False
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    """A heading (level 1-3), a paragraph (level 0) or a list of fields."""
+
+    level: int = 0
+    text: str = ""
+    fields: tuple[Field, ...] = ()
+
+
+def _render_text(blocks: Sequence[Block]) -> str:
+    lines: list[str] = []
+    after_fields = False
+    for block in blocks:
+        if block.fields:
+            if after_fields:
+                lines.append("")
+            after_fields = True
+            lines.extend(f"  {shown(f.label)}: {shown(f.value)}" for f in block.fields)
+            continue
+        after_fields = False
+        if block.level and lines:
+            lines.append("")
+        lines.append(shown(block.text, 4 * MAX_VALUE))
+        if block.level == 1:
+            lines.append("=" * min(60, max(10, len(lines[-1]))))
+    return "\n".join(lines) + "\n"
+
+
+def _md_value(f: Field) -> str:
+    url = web_url(f.value) if f.link else None
+    if url:
+        return "<" + url + ">"
+    if f.code and "`" not in f.value:
+        return f"`{shown(f.value)}`"  # a code span is literal: no escapes needed, none read
+    return md_escape(shown(f.value))
+
+
+def _render_markdown(blocks: Sequence[Block]) -> str:
+    parts: list[str] = []
+    for block in blocks:
+        if block.fields:
+            parts.append(
+                "\n".join(
+                    f"- **{md_escape(shown(f.label))}:** {_md_value(f)}" for f in block.fields
+                )
+            )
+        elif block.level:
+            parts.append("#" * block.level + " " + md_escape(shown(block.text)))
+        else:
+            parts.append(md_escape(shown(block.text, 4 * MAX_VALUE)))
+    return "\n\n".join(parts) + "\n"
+
+
+def _html_value(f: Field) -> str:
+    url = web_url(f.value) if f.link else None
+    text = html.escape(shown(f.value), quote=True)
+    if url:
+        return f'<a href="{html.escape(url, quote=True)}">{text}</a>'
+    return f"<code>{text}</code>" if f.code else text
+
+
+def _render_html(blocks: Sequence[Block], language: str) -> str:
+    out = [f'<div lang="{"zh-CN" if language == "zh" else "en"}" dir="ltr">']
+    for block in blocks:
+        if block.fields:
+            out.append('<table cellpadding="3">')
+            out.extend(
+                f'<tr><th align="left" valign="top">{html.escape(shown(f.label))}</th>'
+                f"<td>{_html_value(f)}</td></tr>"
+                for f in block.fields
+            )
+            out.append("</table>")
+        elif block.level:
+            tag = f"h{block.level + 1}"
+            out.append(f"<{tag}>{html.escape(shown(block.text), quote=True)}</{tag}>")
+        else:
+            out.append(f"<p>{html.escape(shown(block.text, 4 * MAX_VALUE), quote=True)}</p>")
+    out.append("</div>")
+    return "\n".join(out) + "\n"
+
+
+def _message(
+    blocks: Sequence[Block], *, key: str, subject: str, language: str, data: dict[str, Any]
+) -> AlertMessage:
+    return AlertMessage(
+        key=key,
+        subject=one_line(subject),
+        text=_render_text(blocks),
+        html=_render_html(blocks, language),
+        markdown=_render_markdown(blocks),
+        data=data,
+        language=language,
+    )
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def _texts(language: str) -> dict[str, Any]:
+    if language not in TEXTS:
+        raise ValueError(f"unknown language {language!r}: expected one of {', '.join(LANGUAGES)}")
+    return TEXTS[language]
+
+
+def _str(value: Any, t: Mapping[str, Any]) -> str:
+    """A value of any schema type as text: null as ``(none)``, lists and objects as JSON."""
+    if value is None:
+        return str(t["none"])
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return json.dumps(jsonable(value), ensure_ascii=False)
+
+
+def _entity_name(ctx: EventContext) -> str:
+    return ctx.event.get("entity_name") or ctx.record.get("entity_name") or "?"
+
+
+def _kind(ctx: EventContext) -> str:
+    return str(ctx.event.get("event") or "?")
+
+
+def _list_id(ctx: EventContext) -> str:
+    return str(ctx.event.get("list") or ctx.record.get("list") or "?")
+
+
+def _list_label(ctx: EventContext, language: str) -> str:
+    name = ctx.list_name_zh if language == "zh" else (ctx.list_name_en or ctx.list_name_zh)
+    return f"{_list_id(ctx)} ({name})" if name else _list_id(ctx)
+
+
+def _evidence(ctx: EventContext) -> dict[str, Any]:
+    """The context's evidence, completed from the event's own evidence object where empty."""
+    own = ctx.event.get("evidence") or {}
+    ev = asdict(ctx.evidence)
+    for name in ("source_url", "raw_sha256"):
+        if not ev[name] and isinstance(own, Mapping):
+            ev[name] = own.get(name)
+    ev["run_id"] = ev["run_id"] or ctx.event.get("run_id")
+    return ev
+
+
+def _match_text(match: Match, t: Mapping[str, Any]) -> str:
+    criterion = t["criterion"].get(match.criterion, match.criterion)
+    text = f"{criterion}: {match.value}"
+    if match.score is not None:
+        text += f" ({t['score']} {match.score:g})"
+    return text
+
+
+def _event_fields(item: MatchedEvent, t: Mapping[str, Any], language: str) -> list[Block]:
+    """The body of one event: who, which list, what changed, why it matched, evidence."""
+    ctx, event, record = item.context, item.context.event, item.context.record
+    kind = _kind(ctx)
+    who = [Field(t["entity"], _entity_name(ctx))]
+    if record.get("uscc"):
+        who.append(Field(t["uscc"], record["uscc"], code=True))
+    elif record.get("uscc_raw"):
+        who.append(Field(t["uscc_raw"], record["uscc_raw"], code=True))
+    if record.get("id_number_masked"):
+        who.append(Field(t["id_masked"], record["id_number_masked"], code=True))
+    who.append(Field(t["list"], _list_label(ctx, language)))
+    who.append(Field(t["source"], str(event.get("source") or record.get("source") or "?")))
+    for name in ("case_number", "title"):
+        value = event.get(name) or record.get(name)
+        if value:
+            who.append(Field(t[name], _str(value, t)))
+    for name in ("reason", "measure", "authority", "decided_on", "valid_until"):
+        if record.get(name) not in (None, ""):
+            who.append(Field(t[name], _str(record[name], t)))
+    if kind == "delisted":
+        cause = event.get("cause")
+        explained = t["cause"].get(cause, t["unknown"]) if cause else t["unknown"]
+        who.append(Field(t["cause_label"], f"{cause or '?'}: {explained}"))
+    who.append(Field(t["match"], _match_text(item.match, t)))
+    who.append(Field(t["event_id"], str(event.get("event_id") or t["unknown"]), code=True))
+    who.append(Field(t["at"], _iso(event.get("at")) or t["unknown"]))
+    blocks = [Block(fields=tuple(who))]
+    if event.get("baseline"):
+        blocks.append(Block(text=t["baseline_note"]))
+    changes = event.get("changes")
+    if kind == "modified" and isinstance(changes, Mapping) and changes:
+        rows = []
+        for name, pair in changes.items():
+            old, new = pair if isinstance(pair, list | tuple) and len(pair) == 2 else (None, pair)
+            rows.append(Field(str(name), f"{_str(old, t)} → {_str(new, t)}"))
+        blocks.append(Block(level=3, text=t["changes"]))
+        blocks.append(Block(fields=tuple(rows)))
+    ev = _evidence(ctx)
+    health = ev["run_health"]
+    blocks.append(Block(level=3, text=t["evidence"]))
+    blocks.append(
+        Block(
+            fields=(
+                Field(t["source_url"], ev["source_url"] or t["unknown"], link=True),
+                Field(t["sha"], ev["raw_sha256"] or t["unknown"], code=True),
+                Field(t["run"], str(ev["run_id"] or t["unknown"]), code=True),
+                Field(
+                    t["run_health"],
+                    _health_text(health, t),
+                ),
+                Field(t["fetched_at"], ev["fetched_at"] or t["unknown"]),
+            )
+        )
+    )
+    return blocks
+
+
+def _health_text(health: str | None, t: Mapping[str, Any]) -> str:
+    if not health:
+        return str(t["unknown"])
+    explained = t["health"].get(health, health)
+    return health if explained == health else f"{health} ({explained})"
+
+
+def _headline(item: MatchedEvent, t: Mapping[str, Any]) -> str:
+    kind = _kind(item.context)
+    label = t["kind"].get(kind, kind)
+    if item.context.event.get("baseline"):
+        label += t["baseline"]
+    return str(t["headline"].format(kind=label, name=_entity_name(item.context)))
+
+
+def _footer(t: Mapping[str, Any], subscription_id: str | None, key: str) -> Block:
+    fields = [Field(t["key"], key, code=True)]
+    if subscription_id is not None:
+        fields.insert(0, Field(t["subscription"], subscription_id))
+    return Block(fields=tuple(fields))
+
+
+def _event_data(items: Sequence[MatchedEvent]) -> dict[str, Any]:
+    return {
+        "events": [jsonable(i.context.event) for i in items],
+        "records": [jsonable(i.context.record) for i in items],
+    }
+
+
+def event_message(
+    item: MatchedEvent, *, subscription_id: str, language: str, key: str
+) -> AlertMessage:
+    """One event for one subscription: the alert of an ``instant`` subscription."""
+    t = _texts(language)
+    ctx = item.context
+    kind = _kind(ctx)
+    verb = t["subject_kind"].get(kind, kind)
+    if ctx.event.get("baseline"):
+        verb += t["baseline"]
+    name = one_line(_entity_name(ctx), MAX_SUBJECT_NAME)
+    subject = f"[creditwatch] {verb} {one_line(_list_id(ctx), 80)}: {name}"
+    blocks = [Block(level=1, text=_headline(item, t)), *_event_fields(item, t, language)]
+    blocks.append(_footer(t, subscription_id, key))
+    data = {
+        "kind": "event",
+        "subscription": subscription_id,
+        "key": key,
+        "language": language,
+        "subject": one_line(subject),
+        "at": _iso(ctx.event.get("at")),
+        **_event_data([item]),
+        "evidence": jsonable(_evidence(ctx)),
+        "match": jsonable(asdict(item.match)),
+    }
+    return _message(blocks, key=key, subject=subject, language=language, data=data)
+
+
+def _counts_text(counts: Counter[str], t: Mapping[str, Any]) -> str:
+    if not counts:
+        return str(t["no_events"])
+    order = [k for k in KINDS if counts[k]] + sorted(k for k in counts if k not in KINDS)
+    parts = [t["count"].format(kind=t["kind"].get(k, k).lower(), n=counts[k]) for k in order]
+    return " · ".join(parts) + f" ({t['total'].format(n=sum(counts.values()))})"
+
+
+def digest_message(
+    items: Sequence[MatchedEvent],
+    *,
+    subscription_id: str,
+    language: str,
+    key: str,
+    window: tuple[datetime, datetime],
+) -> AlertMessage:
+    """Every event of a window in one message, grouped by list, counted per kind."""
+    t = _texts(language)
+    counts = Counter(_kind(i.context) for i in items)
+    start, end = (w.isoformat(timespec="minutes") for w in window)
+    subject = (
+        f"[creditwatch] {t['digest']} {one_line(subscription_id, 40)}: {_counts_text(counts, t)}"
+    )
+    blocks = [
+        Block(level=1, text=f"creditwatch {t['digest']}: {_counts_text(counts, t)}"),
+        Block(fields=(Field(t["window"], f"{start} – {end}"),)),
+    ]
+    groups: dict[str, list[MatchedEvent]] = {}
+    for item in items:
+        groups.setdefault(_list_id(item.context), []).append(item)
+    for list_id in sorted(groups):
+        group = groups[list_id]
+        label = _list_label(group[0].context, language)
+        group_counts = Counter(_kind(i.context) for i in group)
+        blocks.append(Block(level=2, text=f"{label}: {_counts_text(group_counts, t)}"))
+        for item in group:
+            blocks.append(Block(level=3, text=_headline(item, t)))
+            blocks.extend(b for b in _event_fields(item, t, language) if not b.level)
+    blocks.append(_footer(t, subscription_id, key))
+    data = {
+        "kind": "digest",
+        "subscription": subscription_id,
+        "key": key,
+        "language": language,
+        "subject": one_line(subject),
+        "at": window[1].isoformat(),
+        "window": [window[0].isoformat(), window[1].isoformat()],
+        "counts": dict(sorted(counts.items())),
+        **_event_data(items),
+        "evidence": [jsonable(_evidence(i.context)) for i in items],
+        "match": [jsonable(asdict(i.match)) for i in items],
+    }
+    return _message(blocks, key=key, subject=subject, language=language, data=data)
+
+
+# -- health ------------------------------------------------------------------------------------
+
+_RUN_ORDER = ("run_id", "state", "started_at", "ended_at", "error")
+
+
+def _run_fields(run: Mapping[str, Any], t: Mapping[str, Any]) -> tuple[Field, ...]:
+    keys = [k for k in _RUN_ORDER if k in run] + [k for k in run if k not in _RUN_ORDER]
+    return tuple(Field(str(k), _str(run[k], t), code=k == "run_id") for k in keys)
+
+
+def _latest(runs: Iterable[Mapping[str, Any]]) -> str | None:
+    times = [_iso(r.get(k)) for r in runs for k in ("ended_at", "started_at") if r.get(k)]
+    return max((x for x in times if x), default=None)
+
+
+def health_message(
+    *,
+    source: str,
+    problem: str,
+    detail: str,
+    runs: Sequence[dict[str, Any]],
+    language: str,
+    key: str,
+) -> AlertMessage:
+    """A source's health went wrong (failing, aborted ...): for maintainers, with its runs."""
+    t = _texts(language)
+    explained = t["problem"].get(problem)
+    what = f"{problem} ({explained})" if explained else problem
+    subject = f"[creditwatch] {t['health_subject']}: {one_line(source, 40)} {one_line(what, 80)}"
+    blocks = [
+        Block(level=1, text=f"{t['health_subject']}: {source}: {what}"),
+        Block(fields=(Field(t["source"], source), Field(t["detail"], detail or t["none"]))),
+    ]
+    if runs:
+        blocks.append(Block(level=2, text=t["runs"]))
+        for run in runs:
+            blocks.append(Block(fields=_run_fields(run, t)))
+    blocks.append(_footer(t, None, key))
+    data = {
+        "kind": "health",
+        "subscription": None,
+        "key": key,
+        "language": language,
+        "subject": one_line(subject),
+        "at": _latest(runs),
+        "source": source,
+        "problem": problem,
+        "detail": detail,
+        "runs": [jsonable(r) for r in runs],
+    }
+    return _message(blocks, key=key, subject=subject, language=language, data=data)
+
+
+# -- a fixed, invented event for `creditwatch alerts test CHANNEL` ---------------------------------
+
+SAMPLE_RECORD: dict[str, Any] = {
+    "source": "xmtravel",
+    "list": "xmtravel.warning",
+    "list_kind": "warning",
+    "record_key": "厦文旅罚(2099)1号",
+    "entity_id": "uscc:91350200MA31K8W2P4",
+    "entity_name": "厦门某某旅行社有限公司",
+    "uscc": "91350200MA31K8W2P4",
+    "case_number": "厦文旅罚〔2099〕1号",
+    "reason": "未与旅游者签订旅游合同（测试数据，虚构）",
+    "measure": "警告，罚款人民币贰万元",
+    "authority": "厦门市文化和旅游局",
+    "decided_on": "2099-01-01",
+}
+
+
+def sample_message(language: str) -> AlertMessage:
+    """A fixed invented ``listed`` event, so a channel can be tried without real data.
+
+    Its key is fixed (``sample-<language>``): receivers that deduplicate by key apply it
+    once; a caller that wants each test to arrive should give the copy a fresh key.
+    """
+    t = _texts(language)
+    event = {
+        "event_id": "sample",
+        "event": "listed",
+        "source": "xmtravel",
+        "list": "xmtravel.warning",
+        "record_key": SAMPLE_RECORD["record_key"],
+        "entity_id": SAMPLE_RECORD["entity_id"],
+        "entity_name": SAMPLE_RECORD["entity_name"],
+        "case_number": SAMPLE_RECORD["case_number"],
+        "title": None,
+        "cause": None,
+        "changes": None,
+        "baseline": False,
+        "run_id": "xmtravel:0",
+        "at": "2099-01-02T02:00:00+00:00",
+        "evidence": {"source_url": "https://example.org/creditwatch/sample", "raw_sha256": None},
+    }
+    ctx = EventContext(
+        event=event,
+        record=dict(SAMPLE_RECORD),
+        evidence=Evidence(
+            source_url="https://example.org/creditwatch/sample",
+            raw_sha256="0" * 64,
+            run_id="xmtravel:0",
+            run_health="healthy",
+            fetched_at="2099-01-02T02:00:00+00:00",
+        ),
+        list_name_zh="信用公示（警示信息）",
+        list_name_en="Warnings (administrative penalties)",
+    )
+    item = MatchedEvent(context=ctx, match=Match("list", "xmtravel.warning"))
+    message = event_message(
+        item, subscription_id="sample", language=language, key=f"sample-{language}"
+    )
+    note = t["sample_note"]
+    return AlertMessage(
+        key=message.key,
+        subject=f"{message.subject} [test]",
+        text=f"{note}\n\n{message.text}",
+        html=f"<p><strong>{html.escape(note)}</strong></p>\n{message.html}",
+        markdown=f"**{md_escape(note)}**\n\n{message.markdown}",
+        data={**message.data, "kind": "sample", "subject": f"{message.subject} [test]"},
+        language=language,
+    )
+
+
+__all__: list[str] = [
+    "LANGUAGES",
+    "digest_message",
+    "event_message",
+    "health_message",
+    "jsonable",
+    "md_escape",
+    "one_line",
+    "sample_message",
+    "shown",
+    "web_url",
+]

@@ -1,0 +1,199 @@
+"""Turning a run's events into outbox rows, inside the transaction that raised them.
+
+Each (subscription, channel, event) gets one alert whose key is a hash of the three, so
+enqueueing twice changes nothing and no event alerts a subscription's channel twice.
+Immediate subscriptions get ``pending`` rows; digest subscriptions (hourly, daily) get
+``queued`` items due when the window holding the event's time closes; the sender bundles them.
+Everything a message needs (the event, its record, the evidence) is frozen into the row, so
+a message says what was true when the event was raised, however late it is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Connection
+
+from alerts.matching import match_all
+from alerts.model import EventContext, Evidence, Match, MatchedEvent
+from alerts.subscriptions import Subscription, SubscriptionError
+from crawlers.registry import RegistryError, get_source
+from storage.outbox import (
+    insert_alerts,
+    recent_run_states,
+    run_event_context,
+    subscription_rows,
+)
+
+log = logging.getLogger(__name__)
+FAILING_AFTER_RUNS = 3  # SCHEMA.md's K: a source unhealthy this many runs running is failing
+
+
+def alert_key(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def subscriptions(conn: Connection) -> list[Subscription]:
+    """The stored subscriptions still valid against today's registry; one naming a list
+    that no longer exists is skipped with a warning rather than stopping detection."""
+    valid = []
+    for row in subscription_rows(conn):
+        try:
+            valid.append(Subscription.from_dict(row.data))
+        except SubscriptionError as exc:
+            log.warning("subscription %s skipped: %s", row.id, exc)
+    return valid
+
+
+def window(at: datetime, mode: str, timezone: str) -> tuple[datetime, datetime]:
+    """The digest window (start, end) holding ``at``: a clock hour or a calendar day in the
+    subscription's time zone, returned in UTC."""
+    local = at.astimezone(ZoneInfo(timezone))
+    if mode == "hourly":
+        start = local.replace(minute=0, second=0, microsecond=0)
+        end = start + timedelta(hours=1)
+    else:
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = (start + timedelta(days=1, hours=2)).replace(hour=0)  # DST-safe next midnight
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _list_names(list_id: str, source: str) -> tuple[str, str]:
+    try:
+        lst = get_source(source).list(list_id)
+    except RegistryError:
+        return "", ""
+    return lst.name_zh, lst.name_en
+
+
+def to_context(item: dict[str, Any]) -> EventContext:
+    """An ``EventContext`` from what ``storage.outbox.run_event_context`` (or a frozen
+    payload) holds."""
+    event = item["event"]
+    evidence = event.get("evidence") or {}
+    zh, en = _list_names(event["list"], event["source"])
+    return EventContext(
+        event=event,
+        record=item.get("record") or {},
+        evidence=Evidence(
+            source_url=evidence.get("source_url"),
+            raw_sha256=evidence.get("raw_sha256"),
+            run_id=event["run_id"],
+            run_health=item.get("run_health"),
+            fetched_at=item.get("fetched_at"),
+        ),
+        list_name_zh=zh,
+        list_name_en=en,
+    )
+
+
+def frozen(item: dict[str, Any], match: Match, language: str) -> dict[str, Any]:
+    return {"context": item, "match": asdict(match), "language": language}
+
+
+def thawed(payload: dict[str, Any]) -> MatchedEvent:
+    return MatchedEvent(to_context(payload["context"]), Match(**payload["match"]))
+
+
+def enqueue_run(conn: Connection, run_id: str, now: datetime | None = None) -> int:
+    """Outbox rows for every subscription that matches an event of the run."""
+    subs = subscriptions(conn)
+    if not subs:
+        return 0
+    raw = run_event_context(conn, run_id)
+    by_id = {item["event"]["event_id"]: item for item in raw}
+    now = now or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for sub, matched in match_all(subs, [to_context(item) for item in raw]):
+        event = matched.context.event
+        item = by_id[event["event_id"]]
+        for channel in sub.channels:
+            row = {
+                "alert_key": alert_key(sub.id, channel, event["event_id"]),
+                "subscription": sub.id,
+                "channel": channel,
+                "run_id": run_id,
+                "event_ids": [event["event_id"]],
+                "match": asdict(matched.match),
+                "payload": frozen(item, matched.match, sub.language),
+                "attempts": 0,
+                "created_at": now,
+            }
+            if sub.mode == "immediate":
+                row.update(kind="event", status="pending", due_at=now, next_attempt_at=now)
+            else:
+                at = datetime.fromisoformat(event["at"])
+                start, end = window(at, sub.mode, sub.timezone)
+                row.update(
+                    kind="digest_item",
+                    status="queued",
+                    window_start=start,
+                    due_at=end,
+                    next_attempt_at=end,
+                )
+            rows.append(row)
+    insert_alerts(conn, rows)
+    return len(rows)
+
+
+def enqueue_health(
+    conn: Connection,
+    *,
+    run_id: str,
+    source: str,
+    layout_drift: list[dict[str, Any]],
+    now: datetime | None = None,
+) -> int:
+    """Source-health alerts for maintainers' subscriptions (``health: true``, scoped by their
+    ``sources``): layout drift
+    in this run, and a source whose last ``FAILING_AFTER_RUNS`` runs were all unhealthy
+    (raised once, on the run that completes the streak)."""
+    problems: list[tuple[str, str, list[dict[str, Any]]]] = []
+    if layout_drift:
+        urls = ", ".join(sorted({f["url"] for f in layout_drift})[:5])
+        problems.append(("layout_drift", f"{len(layout_drift)} page(s): {urls}", layout_drift))
+    states = recent_run_states(conn, source, FAILING_AFTER_RUNS + 1)
+    streak = next((i for i, s in enumerate(states) if s == "healthy"), len(states))
+    if streak == FAILING_AFTER_RUNS:
+        problems.append(
+            ("failing", f"{streak} runs in a row unhealthy: {', '.join(states[:streak])}", [])
+        )
+    maintainers = [
+        sub
+        for sub in subscriptions(conn)
+        if sub.health and (not sub.sources or source in sub.sources)
+    ]
+    if not problems or not maintainers:
+        return 0
+    now = now or datetime.now(UTC)
+    rows = [
+        {
+            "alert_key": alert_key(sub.id, channel, run_id, problem),
+            "subscription": sub.id,
+            "channel": channel,
+            "kind": "health",
+            "status": "pending",
+            "run_id": run_id,
+            "payload": {
+                "source": source,
+                "problem": problem,
+                "detail": detail,
+                "findings": findings[:20],
+                "language": sub.language,
+            },
+            "attempts": 0,
+            "created_at": now,
+            "due_at": now,
+            "next_attempt_at": now,
+        }
+        for problem, detail, findings in problems
+        for sub in maintainers
+        for channel in sub.channels
+    ]
+    insert_alerts(conn, rows)
+    return len(rows)

@@ -1,0 +1,212 @@
+"""The SQL of alerting: subscriptions, the events a run raised with their context, and the
+outbox of alerts (``alerts`` table) that the sender works through.
+
+Alerts are inserted in the transaction that raised their events (``pipeline.finalize``), so
+an event is never left without its alerts nor an alert without its event. Delivery then
+happens outside any transaction: a row is marked delivered only after its channel answered,
+so a crash in between redelivers it under the same key rather than losing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.engine import Connection, Row
+
+from storage.exports import event_dict
+from storage.models import Alert, Event, RawResponse, Record, Run, RunList, SubscriptionRow
+from storage.sql import insert_ignore
+
+ALERTS = Alert.__table__
+EVENTS = Event.__table__
+RECORDS = Record.__table__
+RESPONSES = RawResponse.__table__
+RUN_LISTS = RunList.__table__
+SUBSCRIPTIONS = SubscriptionRow.__table__
+RUNS = Run.__table__
+CHUNK = 500  # keys per IN (...) query
+
+
+# --- subscriptions -----------------------------------------------------------------------
+def save_subscription(conn: Connection, data: dict[str, Any], origin: str, at: datetime) -> None:
+    row = {"id": data["id"], "data": data, "origin": origin, "updated_at": at}
+    if conn.execute(select(SUBSCRIPTIONS.c.id).where(SUBSCRIPTIONS.c.id == data["id"])).first():
+        conn.execute(update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == data["id"]).values(**row))
+    else:
+        conn.execute(SUBSCRIPTIONS.insert().values(**row))
+
+
+def delete_subscription(conn: Connection, subscription_id: str) -> bool:
+    deleted = conn.execute(SUBSCRIPTIONS.delete().where(SUBSCRIPTIONS.c.id == subscription_id))
+    return bool(deleted.rowcount)
+
+
+def subscription_rows(conn: Connection) -> Sequence[Row[Any]]:
+    return conn.execute(select(SUBSCRIPTIONS).order_by(SUBSCRIPTIONS.c.id)).all()
+
+
+# --- what a run raised -------------------------------------------------------------------
+def run_event_context(conn: Connection, run_id: str) -> list[dict[str, Any]]:
+    """The run's events, each with its record as stored now, the list's health in the run
+    and when the evidence page was fetched: everything a message needs, frozen at enqueue."""
+    events = [
+        event_dict(row)
+        for row in conn.execute(
+            select(EVENTS).where(EVENTS.c.run_id == run_id).order_by(EVENTS.c.id)
+        )
+    ]
+    if not events:
+        return []
+    keys = {(e["list"], e["record_key"]) for e in events}
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), CHUNK):
+        chunk = ordered[start : start + CHUNK]
+        query = select(RECORDS.c.list, RECORDS.c.record_key, RECORDS.c.data).where(
+            RECORDS.c.list.in_(sorted({lst for lst, _ in chunk})),
+            RECORDS.c.record_key.in_(sorted({key for _, key in chunk})),
+        )
+        for row in conn.execute(query):
+            if (row.list, row.record_key) in keys:
+                records[(row.list, row.record_key)] = row.data
+    health = dict(
+        conn.execute(
+            select(RUN_LISTS.c.list, RUN_LISTS.c.health).where(RUN_LISTS.c.run_id == run_id)
+        ).all()
+    )
+    shas = {(e.get("evidence") or {}).get("raw_sha256") for e in events} - {None}
+    fetched = {
+        row.sha256: row.fetched_at
+        for row in conn.execute(
+            select(RESPONSES.c.sha256, RESPONSES.c.fetched_at).where(
+                RESPONSES.c.sha256.in_(sorted(shas))
+            )
+        )
+        if row.fetched_at is not None
+    }
+    out = []
+    for event in events:
+        sha = (event.get("evidence") or {}).get("raw_sha256")
+        at = fetched.get(sha)
+        out.append(
+            {
+                "event": event,
+                "record": records.get((event["list"], event["record_key"]), {}),
+                "run_health": health.get(event["list"]),
+                "fetched_at": at.isoformat() if at else None,
+            }
+        )
+    return out
+
+
+def recent_run_states(conn: Connection, source: str, limit: int) -> list[str]:
+    """States of the source's last ``limit`` finished runs, newest first."""
+    return list(
+        conn.execute(
+            select(RUNS.c.state)
+            .where(RUNS.c.source == source, RUNS.c.state != "running")
+            .order_by(RUNS.c.seq.desc())
+            .limit(limit)
+        ).scalars()
+    )
+
+
+# --- the outbox --------------------------------------------------------------------------
+def insert_alerts(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert new alerts; a key already present (the same event for the same subscription
+    and channel) is skipped, which is what makes enqueueing idempotent."""
+    insert_ignore(conn, ALERTS, rows)
+
+
+def due_digest_items(conn: Connection, now: datetime) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(ALERTS)
+        .where(ALERTS.c.kind == "digest_item", ALERTS.c.status == "queued", ALERTS.c.due_at <= now)
+        .order_by(ALERTS.c.id)
+    ).all()
+
+
+def bundle(
+    conn: Connection, digest: dict[str, Any], items: Iterable[int], collapsed: Iterable[int]
+) -> None:
+    """One digest row for its window's items; items that cancel out are marked collapsed."""
+    insert_ignore(conn, ALERTS, [digest])
+    digest_id = conn.execute(
+        select(ALERTS.c.id).where(ALERTS.c.alert_key == digest["alert_key"])
+    ).scalar_one()
+    for ids, status in ((list(items), "bundled"), (list(collapsed), "collapsed")):
+        if ids:
+            conn.execute(
+                update(ALERTS)
+                .where(ALERTS.c.id.in_(ids))
+                .values(status=status, digest_id=digest_id)
+            )
+
+
+def pending_alerts(conn: Connection, now: datetime) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(ALERTS)
+        .where(
+            ALERTS.c.status == "pending",
+            ALERTS.c.kind != "digest_item",
+            ALERTS.c.next_attempt_at <= now,
+        )
+        .order_by(ALERTS.c.id)
+    ).all()
+
+
+def digest_items(conn: Connection, digest_id: int) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(ALERTS)
+        .where(ALERTS.c.digest_id == digest_id, ALERTS.c.status == "bundled")
+        .order_by(ALERTS.c.id)
+    ).all()
+
+
+def mark_delivered(conn: Connection, alert_id: int, at: datetime, receipt: str) -> None:
+    conn.execute(
+        update(ALERTS)
+        .where(ALERTS.c.id == alert_id)
+        .values(
+            status="delivered",
+            attempts=ALERTS.c.attempts + 1,
+            delivered_at=at,
+            receipt=receipt[:500],
+            last_error=None,
+        )
+    )
+
+
+def mark_attempt_failed(
+    conn: Connection, alert_id: int, error: str, retry_at: datetime | None
+) -> None:
+    """A failed attempt: retried at ``retry_at``, or ``failed`` for good when None."""
+    values: dict[str, Any] = {"attempts": ALERTS.c.attempts + 1, "last_error": error[:1000]}
+    if retry_at is None:
+        values["status"] = "failed"
+    else:
+        values["next_attempt_at"] = retry_at
+    conn.execute(update(ALERTS).where(ALERTS.c.id == alert_id).values(**values))
+
+
+def alert_log(
+    conn: Connection, subscription: str | None = None, limit: int = 100
+) -> Sequence[Row[Any]]:
+    query = select(ALERTS).where(ALERTS.c.kind != "digest_item")
+    if subscription:
+        query = query.where(ALERTS.c.subscription == subscription)
+    return conn.execute(query.order_by(ALERTS.c.id.desc()).limit(limit)).all()
+
+
+def subscription_alerts(conn: Connection, subscription: str) -> Sequence[Row[Any]]:
+    """Every event alert of a subscription, once per event (any channel): its feed."""
+    return conn.execute(
+        select(ALERTS)
+        .where(
+            and_(ALERTS.c.subscription == subscription, ALERTS.c.kind.in_(("event", "digest_item")))
+        )
+        .order_by(ALERTS.c.id)
+    ).all()
