@@ -92,6 +92,15 @@ TEXTS: dict[str, dict[str, Any]] = {
             "captcha_required": "需要验证码",
             "rate_limited": "被限流",
             "session_rejected": "会话被拒绝",
+            "mass_delisting_held": "大量条目同时消失，移出已暂缓，待维护人员确认",
+        },
+        "problem_hint": {
+            "mass_delisting_held": (
+                "此次抓取中该名单有大量条目同时不见了，超过了名单设定的比例和数量。这可能是平台"
+                "真的批量移出，也可能是查询或页面出了问题。为免误报，这些条目暂不移出（待定），"
+                "也没有发出移出告警。请先用 creditwatch pending list 核实，然后用 {release} "
+                "放行（生成移出事件并告警），或用 {discard} 驳回（认定此次抓取有误）。"
+            ),
         },
         "baseline": "（基线）",
         "baseline_note": "这是该名单首次抓取时已存在的条目（基线），不是新发生的列入。",
@@ -175,6 +184,16 @@ TEXTS: dict[str, dict[str, Any]] = {
             "captcha_required": "captcha required",
             "rate_limited": "rate limited",
             "session_rejected": "session rejected",
+            "mass_delisting_held": "mass delisting held for review",
+        },
+        "problem_hint": {
+            "mass_delisting_held": (
+                "In this run, more of the list's entries vanished at once than the list's "
+                "delisting guard allows. The portal may really have removed them, or its query or "
+                "pages broke. They are held as pending: not delisted, and no delisting alert was "
+                "sent. Check them with creditwatch pending list, then either {release} (raises "
+                "the delisted events and their alerts) or {discard} (the run was wrong)."
+            ),
         },
         "baseline": " (baseline)",
         "baseline_note": "This entry was already on the list in its first run (the baseline); "
@@ -653,6 +672,17 @@ def health_message(
         Block(level=1, text=f"{t['health_subject']}: {source}: {what}"),
         Block(fields=(Field(t["source"], source), Field(t["detail"], detail or t["none"]))),
     ]
+    hint = t["problem_hint"].get(problem)
+    if hint:
+        run_ids = sorted({str(r["run_id"]) for r in runs if r.get("run_id")}) or ["RUN"]
+        blocks.append(
+            Block(
+                text=hint.format(
+                    release=" / ".join(f"creditwatch pending release --run {r}" for r in run_ids),
+                    discard=" / ".join(f"creditwatch pending discard --run {r}" for r in run_ids),
+                )
+            )
+        )
     if runs:
         blocks.append(Block(level=2, text=t["runs"]))
         for run in runs:

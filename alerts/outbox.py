@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Collection
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,10 +26,10 @@ from alerts.subscriptions import Subscription, SubscriptionError
 from crawlers.registry import RegistryError, get_source
 from storage.outbox import (
     insert_alerts,
-    recent_run_states,
     run_event_context,
     subscription_rows,
 )
+from storage.source_state import source_state
 
 log = logging.getLogger(__name__)
 FAILING_AFTER_RUNS = 3  # SCHEMA.md's K: a source unhealthy this many runs running is failing
@@ -100,12 +101,23 @@ def thawed(payload: dict[str, Any]) -> MatchedEvent:
     return MatchedEvent(to_context(payload["context"]), Match(**payload["match"]))
 
 
-def enqueue_run(conn: Connection, run_id: str, now: datetime | None = None) -> int:
-    """Outbox rows for every subscription that matches an event of the run."""
+def enqueue_run(
+    conn: Connection,
+    run_id: str,
+    now: datetime | None = None,
+    *,
+    event_ids: Collection[str] | None = None,
+) -> int:
+    """Outbox rows for every subscription that matches an event of the run (only those of
+    ``event_ids`` when given: the delistings a maintainer released long after their run,
+    which must not alert subscriptions added since about the run's other events)."""
     subs = subscriptions(conn)
     if not subs:
         return 0
     raw = run_event_context(conn, run_id)
+    if event_ids is not None:
+        wanted = set(event_ids)
+        raw = [item for item in raw if item["event"]["event_id"] in wanted]
     by_id = {item["event"]["event_id"]: item for item in raw}
     now = now or datetime.now(UTC)
     rows: list[dict[str, Any]] = []
@@ -147,22 +159,24 @@ def enqueue_health(
     run_id: str,
     source: str,
     layout_drift: list[dict[str, Any]],
+    failing_after: int = FAILING_AFTER_RUNS,
     now: datetime | None = None,
+    held: dict[str, int] | None = None,
 ) -> int:
     """Source-health alerts for maintainers' subscriptions (``health: true``, scoped by their
-    ``sources``): layout drift
-    in this run, and a source whose last ``FAILING_AFTER_RUNS`` runs were all unhealthy
-    (raised once, on the run that completes the streak)."""
+    ``sources``): layout drift in this run; the delistings the mass-delisting guard held in
+    this run (``held``: list → count, ``RunDetection.held``), one alert for all its lists;
+    and a source whose last ``failing_after`` runs were all unhealthy (raised once, on the
+    run that completes the streak)."""
     problems: list[tuple[str, str, list[dict[str, Any]]]] = []
     if layout_drift:
         urls = ", ".join(sorted({f["url"] for f in layout_drift})[:5])
         problems.append(("layout_drift", f"{len(layout_drift)} page(s): {urls}", layout_drift))
-    states = recent_run_states(conn, source, FAILING_AFTER_RUNS + 1)
-    streak = next((i for i, s in enumerate(states) if s == "healthy"), len(states))
-    if streak == FAILING_AFTER_RUNS:
-        problems.append(
-            ("failing", f"{streak} runs in a row unhealthy: {', '.join(states[:streak])}", [])
-        )
+    if held and any(held.values()):
+        problems.append(("mass_delisting_held", *_held_problem(conn, run_id, source, held)))
+    state = source_state(conn, source, failing_after)
+    if state.newly_failing:
+        problems.append(("failing", state.detail, []))
     maintainers = [
         sub
         for sub in subscriptions(conn)
@@ -197,3 +211,35 @@ def enqueue_health(
     ]
     insert_alerts(conn, rows)
     return len(rows)
+
+
+def _held_problem(
+    conn: Connection, run_id: str, source: str, held: dict[str, int]
+) -> tuple[str, list[dict[str, Any]]]:
+    """Detail and findings of a ``mass_delisting_held`` alert: per list, how many delistings
+    were held out of how many active entries, the guard, and the commands that decide."""
+    from storage.pending import held_summary
+
+    measured = {entry["list"]: entry for entry in held_summary(conn, run_id)}
+    release = f"creditwatch pending release --run {run_id}"
+    discard = f"creditwatch pending discard --run {run_id}"
+    findings, parts = [], []
+    for list_id, count in sorted(held.items()):
+        if not count:
+            continue
+        entry = {"list": list_id, **measured.get(list_id, {}), "held": count}
+        entry.update(release=release, discard=discard)
+        findings.append(entry)
+        active, share = entry.get("active"), entry.get("share")
+        part = f"{list_id}: {count} entries would be delisted as disappeared"
+        if active:
+            part += f", {count / active:.0%} of its {active} active entries"
+        if share is not None:
+            part += f" (guard: more than {share:.0%} and at least {entry.get('min_count')})"
+        parts.append(part)
+    detail = (
+        f"{'; '.join(parts)}. Held as pending: no delisted events until a maintainer decides. "
+        f"Review with `creditwatch pending list --source {source}`, then `{release}` (raises "
+        f"the delisted events) or `{discard}` (the run was wrong)."
+    )
+    return detail, findings

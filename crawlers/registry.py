@@ -26,6 +26,25 @@ class RegistryError(ValueError):
 
 
 @dataclass(frozen=True)
+class HealthChecks:
+    """A list's run assertions (zavod-style), declared under the list's ``checks:``. A run that
+    breaks one is not healthy for the list: it stores what it saw but proves no absence."""
+
+    min_rows: int = 0  # fewer records than this: the page or the query broke
+    max_drop: float | None = None  # percent fewer records than the last healthy run
+    fill_rates: tuple[tuple[str, float], ...] = ()  # (field, minimum share of records)
+
+
+@dataclass(frozen=True)
+class DelistingGuard:
+    """Hold a run's disappearances as ``pending`` for a maintainer when they exceed ``share``
+    of the list's active entries and number at least ``min_count``."""
+
+    share: float = 0.2
+    min_count: int = 10
+
+
+@dataclass(frozen=True)
 class ListDef:
     id: str  # full id, "<source>.<list>"
     short_id: str
@@ -37,6 +56,8 @@ class ListDef:
     domain: str | None = None  # reason vocabulary when the list differs from its source
     publication: str = "database"
     validity_years: int | None = None  # listing ends N years after decided_on when unpublished
+    checks: HealthChecks = field(default_factory=HealthChecks)
+    guard: DelistingGuard = field(default_factory=DelistingGuard)
 
     @property
     def diffs_absence(self) -> bool:
@@ -102,6 +123,8 @@ class SourceDef:
     filter_query_parameters: tuple[str, ...]
     lists: tuple[ListDef, ...] = field(default_factory=tuple)
     announcements: AnnouncementDef | None = None
+    delist_after: int = 2  # consecutive healthy absences before `disappeared`
+    failing_after: int = 3  # SCHEMA.md's K: unhealthy runs in a row before the source is failing
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def list(self, ref: str) -> ListDef:
@@ -154,6 +177,8 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
                 domain=raw_list.get("domain"),
                 publication=publication,
                 validity_years=validity,
+                checks=_checks(raw_list.get("checks"), f"{where} list {short!r}"),
+                guard=_guard(raw_list.get("delisting_guard"), f"{where} list {short!r}"),
             )
         )
     jurisdiction = _require(data, "jurisdiction", where)
@@ -172,7 +197,61 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
         filter_query_parameters=tuple(data.get("cassette", {}).get("filter_query_parameters", ())),
         lists=tuple(lists),
         announcements=_announcements(data.get("announcements"), lists, where),
+        delist_after=_count(data.get("delist_after", 2), "delist_after", where, minimum=1),
+        failing_after=_count(data.get("failing_after", 3), "failing_after", where, minimum=1),
         raw=data,
+    )
+
+
+def _count(value: Any, name: str, where: str, *, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise RegistryError(f"{where}: {name} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def _share(value: Any, name: str, where: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise RegistryError(f"{where}: {name} must be a share between 0 and 1, not {value!r}")
+    return float(value)
+
+
+def _checks(data: dict[str, Any] | None, where: str) -> HealthChecks:
+    if not data:
+        return HealthChecks()
+    unknown = set(data) - {"min_rows", "max_drop", "fill_rates"}
+    if unknown:
+        raise RegistryError(f"{where}: unknown checks {sorted(unknown)}")
+    max_drop = data.get("max_drop")
+    if max_drop is not None and (
+        not isinstance(max_drop, int | float)
+        or isinstance(max_drop, bool)
+        or not 0 < max_drop <= 100
+    ):
+        raise RegistryError(
+            f"{where}: checks.max_drop is a percentage in (0, 100], not {max_drop!r}"
+        )
+    rates = data.get("fill_rates") or {}
+    if not isinstance(rates, dict):
+        raise RegistryError(f"{where}: checks.fill_rates maps field names to shares")
+    return HealthChecks(
+        min_rows=_count(data.get("min_rows", 0), "checks.min_rows", where, minimum=0),
+        max_drop=float(max_drop) if max_drop is not None else None,
+        fill_rates=tuple(
+            (str(name), _share(share, f"checks.fill_rates.{name}", where))
+            for name, share in sorted(rates.items())
+        ),
+    )
+
+
+def _guard(data: dict[str, Any] | None, where: str) -> DelistingGuard:
+    if not data:
+        return DelistingGuard()
+    unknown = set(data) - {"share", "min_count"}
+    if unknown:
+        raise RegistryError(f"{where}: unknown delisting_guard keys {sorted(unknown)}")
+    return DelistingGuard(
+        share=_share(data.get("share", 0.2), "delisting_guard.share", where),
+        min_count=_count(data.get("min_count", 10), "delisting_guard.min_count", where, minimum=0),
     )
 
 

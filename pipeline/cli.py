@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -25,11 +26,14 @@ from crawlers.registry import RegistryError, get_source, load_registry
 from pipeline.run import CrawlError, CrawlSpec, crawl
 from storage.announcements import list_announcements
 from storage.archive import NotArchived, get_response
+from storage.asof import DIFF_FIELDS
+from storage.asof import diff as diff_lists
 from storage.engine import current_revision, database_url, get_engine, upgrade
 from storage.exports import export_records, query_events, write_csv, write_jsonl
 from storage.outbox import alert_log, delete_subscription, save_subscription, subscription_rows
 from storage.runs import get_run, list_runs, run_lists
 from storage.schema import RECORD_FIELDS
+from storage.snapshots import MANIFEST, SnapshotError, write_snapshot
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -84,8 +88,11 @@ def crawl_cmd(
         Path | None, typer.Option(help="Crawl live and record every response into this cassette.")
     ] = None,
     delist_after: Annotated[
-        int, typer.Option(help="Consecutive healthy absences before `disappeared`.")
-    ] = 2,
+        int | None,
+        typer.Option(
+            help="Consecutive healthy absences before `disappeared` (default: the source's, 2)."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Scrapy's log.")] = False,
     watchlist: Annotated[
         str | None,
@@ -382,6 +389,155 @@ def db_status() -> None:
     out.print(f"{database_url()} at revision {current_revision() or '(empty)'}")
 
 
+# --- snapshots, diffs, the web app ------------------------------------------------------------
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{option} takes a date, YYYY-MM-DD (got {value!r})") from None
+
+
+def _sources_and_lists(source: str, list_: list[str] | None) -> tuple[list[str], list[str]]:
+    """``all`` or one source id, and the full ids of the lists asked for (all when none)."""
+    try:
+        sources = sorted(load_registry()) if source == "all" else [get_source(source).id]
+        if not list_:
+            return sources, []
+        found = []
+        for ref in list_:
+            matches = [
+                lst.id
+                for src in sources
+                for lst in get_source(src).lists
+                if ref in (lst.id, lst.short_id)
+            ]
+            if len(matches) != 1:
+                raise RegistryError(
+                    f"list {ref!r} " + ("is ambiguous" if matches else f"is not in {source}")
+                )
+            found.append(matches[0])
+        return sources, found
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def snapshot(
+    source: Annotated[str, typer.Argument(help="A source id, or all.")] = "all",
+    list_: Annotated[
+        list[str] | None, typer.Option("--list", help="Only this list (repeatable).")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD (Asia/Shanghai); default: the newest.")
+    ] = None,
+    format: Annotated[str, typer.Option(help="parquet, csv, jsonl or ftm.")] = "parquet",
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.")] = Path(
+        "snapshot"
+    ),
+    redact: Annotated[bool, typer.Option(help="Shorten persons' names, drop masked IDs.")] = False,
+    bom: Annotated[bool, typer.Option(help="CSV: a UTF-8 byte-order mark, for Excel.")] = False,
+) -> None:
+    """Dated, reproducible files of every list, with manifest.json and a data dictionary."""
+    sources, lists = _sources_and_lists(source, list_)
+    when = _date(as_of, "--as-of")
+    try:
+        with connect() as conn:
+            manifest = write_snapshot(
+                conn, out_dir, sources=sources, lists=lists or None, as_of=when, fmt=format,
+                redact=redact, bom=bom,
+            )  # fmt: skip
+    except SnapshotError as exc:
+        raise fail(str(exc)) from None
+    for src in manifest["sources"]:
+        for lst in src["lists"]:
+            run = lst["run"]
+            if run is None:
+                err.print(f"[yellow]warning:[/yellow] {lst['list']}: {lst['note']}; not written")
+            else:
+                out.print(
+                    f"{lst['list']:<28} {lst['rows']:>8} rows  as of {run['run_id']} "
+                    f"({run['at'][:10]}, run {run['run_state']})",
+                    markup=False,
+                )
+    out.print(f"wrote {len(manifest['files'])} file(s) and {MANIFEST} to {out_dir}")
+
+
+def _diff_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("change", "list", "entity", "case / title", "status", "cause / fields")
+    for row in rows:
+        status = f"{row['status_from'] or '—'} → {row['status_to'] or '—'}"
+        detail = row["cause"] or ""
+        if row["changes"]:
+            detail = "; ".join(
+                f"{name}: {json.dumps(old, ensure_ascii=False)} → "
+                f"{json.dumps(new, ensure_ascii=False)}"
+                for name, (old, new) in row["changes"].items()
+            )
+        cells = (
+            row["change"], row["list"], row["entity_name"] or "",
+            row["case_number"] or row["title"] or "", status, detail,
+        )  # fmt: skip
+        table.add_row(*map(escape, cells))
+    return table
+
+
+@app.command()
+def diff(
+    source: Annotated[str, typer.Argument(help="Source id.")],
+    from_: Annotated[str, typer.Option("--from", help="YYYY-MM-DD, the earlier state.")],
+    to: Annotated[str, typer.Option("--to", help="YYYY-MM-DD, the later state.")],
+    list_: Annotated[
+        list[str] | None, typer.Option("--list", help="Only this list (repeatable).")
+    ] = None,
+    format: Annotated[str, typer.Option(help="table, jsonl or csv.")] = "table",
+) -> None:
+    """Entries added, removed (with the cause) and changed (field by field) between two dates."""
+    if source == "all":
+        raise fail("diff compares one source's lists: name the source")
+    sources, lists = _sources_and_lists(source, list_)
+    if format not in ("table", "jsonl", "csv"):
+        raise fail("--format is table, jsonl or csv")
+    start, end = _date(from_, "--from"), _date(to, "--to")
+    assert start is not None and end is not None
+    if start > end:
+        raise fail("--from is after --to")
+    wanted = lists or list(get_source(sources[0]).list_ids)
+    with connect() as conn:
+        rows, runs = diff_lists(conn, sources[0], wanted, start, end)
+    for list_id, (before, after) in runs.items():
+        err.print(
+            f"{list_id}: {before.run_id if before else 'nothing vouched'} → "
+            f"{after.run_id if after else 'nothing vouched'}",
+            markup=False,
+        )
+    if format == "table":
+        out.print(_diff_table(rows))
+    elif format == "jsonl":
+        write_jsonl(rows, sys.stdout)
+    else:
+        write_csv(rows, sys.stdout, DIFF_FIELDS)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    snapshots: Annotated[
+        Path | None, typer.Option(help="Directory of snapshots to offer (default: DATA/snapshots).")
+    ] = None,
+    redact: Annotated[bool, typer.Option(help="Shorten persons' names, hide masked IDs.")] = False,
+) -> None:
+    """A read-only web app over the database: lists, search, entities, snapshots, JSON API."""
+    from web.app import serve as run_server  # FastAPI only when serving
+
+    upgrade()
+    run_server(host=host, port=port, snapshots_dir=snapshots, redact=redact)
+
+
 # --- alerts ------------------------------------------------------------------------------
 
 Many = Annotated[list[str] | None, typer.Option()]
@@ -570,6 +726,14 @@ def feed(
         data = feed_document(conn, Subscription.from_dict(row.data))
     out_path.write_bytes(data)
     out.print(f"wrote {out_path}")
+
+
+# --- operations: run health and held delistings (each in its own module) ----------------------
+
+from pipeline import cli_health, cli_pending  # noqa: E402  (they use the helpers above)
+
+for _module in (cli_health, cli_pending):
+    _module.register(app)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,24 @@ from sqlalchemy import Engine
 
 from alerts.outbox import enqueue_health, enqueue_run
 from crawlers.registry import get_source
-from pipeline.health import FetchOutcome, PageSeen, judge_run, outcome_summary, run_state
+from pipeline.health import (
+    FetchOutcome,
+    PageSeen,
+    assertion_findings,
+    judge_run,
+    outcome_summary,
+    run_state,
+)
 from storage.announcements import announcement_summary, run_announcements
 from storage.lifecycle import RunDetection, apply_run
 from storage.runs import (
     fetch_rows,
     finish_run,
     get_run,
+    last_healthy_list_records,
     list_page_rows,
     staged_counts,
+    staged_fill_rates,
     store_health,
 )
 
@@ -41,7 +50,22 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             for p in page_rows
         ]
         records = staged_counts(conn, run_id)
-        judged = judge_run(lists, fetches, pages, records)
+        # The lists' declared assertions, measured before detection clears the staging.
+        fill = staged_fill_rates(
+            conn, run_id, {name for lst in source.lists for name, _ in lst.checks.fill_rates}
+        )
+        previous = last_healthy_list_records(conn, source.id, before_seq=run.seq)
+        assertions = {
+            lst.id: assertion_findings(
+                lst.checks,
+                records.get(lst.id, 0),
+                previous[lst.id][1] if lst.id in previous else None,
+                fill.get(lst.id, {}),
+                previous_run=previous[lst.id][0] if lst.id in previous else None,
+            )
+            for lst in source.lists
+        }
+        judged = judge_run(lists, fetches, pages, records, assertions)
         at = run.started_at.astimezone(UTC)
         detection = RunDetection(
             run_id=run_id,
@@ -57,6 +81,7 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             },
             expire_unseen={lst.id for lst in source.lists if not lst.diffs_absence},
             delist_after=run.delist_after,
+            guards={lst.id: (lst.guard.share, lst.guard.min_count) for lst in source.lists},
             absence_evidence={
                 list_id: {
                     "list_pages": [
@@ -78,6 +103,8 @@ def finalize_run(engine: Engine, run_id: str) -> str:
         if source.announcements is not None:
             summary["announcements"] = announcement_summary(run_announcements(conn, run_id))
             summary["announcements"]["unmatched_removals"] = detection.unmatched_removals
+        if detection.held:
+            summary["held"] = detection.held
         store_health(conn, run_id, [lh.as_row() for lh in judged])
         finish_run(
             conn,
@@ -100,5 +127,7 @@ def finalize_run(engine: Engine, run_id: str) -> str:
                 for f in fetches
                 if f.outcome == "layout_drift"
             ],
+            failing_after=source.failing_after,
+            held=detection.held,
         )
     return state

@@ -2,16 +2,21 @@
 
 Pure functions over what the run recorded. A list is ``healthy`` only when every fetch that
 bears on it was ``ok`` (a record without its required fields counts as a ``layout_drift``
-fetch of its page) and its pager's promises were kept; otherwise ``degraded`` (stored, but
-proves no absence) or ``failed`` (nothing usable).
+fetch of its page), its pager's promises were kept and its declared assertions hold (the
+registry's ``checks:``: ``min_rows``, ``max_drop`` against the list's last healthy run,
+``fill_rates`` of fields); otherwise ``degraded`` (stored, but proves no absence) or
+``failed`` (nothing usable).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crawlers.registry import HealthChecks
 
 HEALTH_ORDER = ("healthy", "degraded", "failed")
 EXAMPLES = 5
@@ -101,14 +106,77 @@ def pager_findings(pages: Sequence[PageSeen]) -> list[dict[str, Any]]:
     return findings
 
 
+def assertion_findings(
+    checks: HealthChecks,
+    records: int,
+    previous_healthy_records: int | None,
+    fill: Mapping[str, float],
+    *,
+    previous_run: str | None = None,
+) -> list[dict[str, Any]]:
+    """The list's declared assertions that this run breaks (zavod-style ``checks:``).
+
+    ``records``: what the run staged for the list; ``previous_healthy_records``: what the
+    list's last healthy run staged (None when it never had one: ``max_drop`` has nothing to
+    compare with); ``fill``: field → share of this run's records where it is filled. With no
+    records there is nothing to measure a fill rate on (``min_rows`` speaks for that).
+    """
+    findings: list[dict[str, Any]] = []
+    if records < checks.min_rows:
+        findings.append(
+            {
+                "check": "min_rows",
+                "detail": f"{records} records, fewer than the {checks.min_rows} declared",
+                "value": records,
+                "limit": checks.min_rows,
+            }
+        )
+    if checks.max_drop is not None and previous_healthy_records:
+        drop = 100.0 * (previous_healthy_records - records) / previous_healthy_records
+        if drop > checks.max_drop:
+            since = f" (last healthy run {previous_run})" if previous_run else ""
+            findings.append(
+                {
+                    "check": "max_drop",
+                    "detail": (
+                        f"{previous_healthy_records} → {records} records{since}: "
+                        f"{drop:.0f}% fewer, more than the {checks.max_drop:g}% allowed"
+                    ),
+                    "value": round(drop, 1),
+                    "limit": checks.max_drop,
+                    "previous": previous_healthy_records,
+                    "previous_run": previous_run,
+                }
+            )
+    if records:
+        for name, minimum in checks.fill_rates:
+            share = fill.get(name, 0.0)
+            if share + 1e-9 < minimum:
+                findings.append(
+                    {
+                        "check": "fill_rate",
+                        "field": name,
+                        "detail": (
+                            f"{name} filled in {share:.0%} of {records} records, "
+                            f"{minimum:.0%} declared"
+                        ),
+                        "value": round(share, 4),
+                        "limit": minimum,
+                    }
+                )
+    return findings
+
+
 def judge_list(
     list_id: str,
     fetches: Sequence[FetchOutcome],
     pages: Sequence[PageSeen],
     records: int,
+    assertions: Sequence[dict[str, Any]] = (),
 ) -> ListHealth:
-    """Health of one list; ``fetches`` are those bearing on it (its own and source-wide)."""
-    findings = outcome_findings(fetches) + pager_findings(pages)
+    """Health of one list; ``fetches`` are those bearing on it (its own and source-wide);
+    ``assertions`` the findings of its broken declared checks (``assertion_findings``)."""
+    findings = outcome_findings(fetches) + pager_findings(pages) + list(assertions)
     health = "healthy" if not findings else "degraded" if records else "failed"
     first = min(pages, key=lambda p: p.page_no) if pages else None
     return ListHealth(
@@ -127,6 +195,7 @@ def judge_run(
     fetches: Sequence[FetchOutcome],
     pages: Sequence[PageSeen],
     records: dict[str, int],
+    assertions: Mapping[str, Sequence[dict[str, Any]]] | None = None,
 ) -> list[ListHealth]:
     judged = []
     for list_id in lists:
@@ -137,6 +206,7 @@ def judge_run(
                 bearing,
                 [p for p in pages if p.list == list_id],
                 records.get(list_id, 0),
+                (assertions or {}).get(list_id, ()),
             )
         )
     return judged

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class CrawlSpec:
     source: str
     mode: str = "live"
     cassette: Path | None = None
-    delist_after: int = 2
+    delist_after: int | None = None  # None: the source's (registry), 2 unless declared
     log_level: str = "WARNING"
     settings: dict[str, str] = field(default_factory=dict)  # Scrapy overrides, e.g. for tests
     watchlist: str | None = None  # watch mode: a file of names/USCCs, or "db:"
@@ -52,7 +52,7 @@ class CrawlSpec:
             raise CrawlError(f"{self.mode} needs a cassette path")
         if self.mode == "replay" and not self.cassette.is_file():  # type: ignore[union-attr]
             raise CrawlError(f"cassette {self.cassette} does not exist")
-        if self.delist_after < 1:
+        if self.delist_after is not None and self.delist_after < 1:
             raise CrawlError("--delist-after must be at least 1")
         if self.watchlist and self.watchlist != "db:" and not Path(self.watchlist).is_file():
             raise CrawlError(f"watchlist {self.watchlist} does not exist")
@@ -100,6 +100,8 @@ def crawl(
     """One run of ``spec.source``: fetch, archive, normalise, store, detect. Returns its id."""
     url = url or database_url()
     source = get_source(spec.source)
+    if spec.delist_after is None:
+        spec = replace(spec, delist_after=source.delist_after)
     upgrade(url)
     engine = get_engine(url)
     run_id = create_run(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: set up, then replay the shipped cassettes of each
 # source, day 1 then day 2, into a fresh SQLite database (data/demo), printing what each
-# day found, then deliver the alerts of two demo subscriptions to Atom files.
+# day found, then deliver the alerts of two demo subscriptions to Atom files, print the
+# Xiamen diff between the two days and write a Parquet snapshot of every list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -22,5 +23,12 @@ echo "== alerts =="
 .venv/bin/creditwatch alerts send
 .venv/bin/creditwatch alerts log
 echo
+echo "== diff: the Xiamen lists between the two replayed days =="
+.venv/bin/creditwatch diff xmtravel --from 2025-11-21 --to 2025-11-22
+echo
+echo "== snapshot (Parquet, as of the newest healthy runs) =="
+.venv/bin/creditwatch snapshot all --format parquet --out "$CREDITWATCH_DATA_DIR/snapshots/latest"
+echo
 echo "Database: $CREDITWATCH_DATA_DIR/creditwatch.sqlite — try:"
 echo "  CREDITWATCH_DATA_DIR=$CREDITWATCH_DATA_DIR .venv/bin/creditwatch changes"
+echo "  CREDITWATCH_DATA_DIR=$CREDITWATCH_DATA_DIR .venv/bin/creditwatch serve    # then http://127.0.0.1:8000"

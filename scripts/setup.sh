@@ -35,6 +35,11 @@ if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null && [ ! -x /usr/bi
   apt_install chromium || echo "setup: could not install chromium; browser tests will be skipped" >&2
 fi
 
+# Screenshots of Chinese pages (the web app's browser test) need a CJK font.
+if [ "$want_browser" = 1 ] && command -v fc-list >/dev/null && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+  apt_install fonts-wqy-zenhei || echo "setup: no CJK font; screenshots will show boxes for Chinese" >&2
+fi
+
 if [ "$want_postgres" = 1 ]; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     command -v pg_ctlcluster >/dev/null || apt_install postgresql || true

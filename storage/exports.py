@@ -5,33 +5,17 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from crawlers.registry import get_source
-from storage.models import Event, Record, RecordHistory
-from storage.runs import latest_healthy_runs
-from storage.schema import EVENT_FIELDS, RECORD_FIELDS
+from storage.asof import iso, records_as_of
+from storage.models import Event
+from storage.schema import EVENT_FIELDS
 
-RECORDS = Record.__table__
-HISTORY = RecordHistory.__table__
 EVENTS = Event.__table__
-
-
-def iso(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
-def _record(data: dict[str, Any], status: str, first_seen: datetime, last_seen: datetime) -> dict:
-    merged = {**data, "status": status, "first_seen": iso(first_seen), "last_seen": iso(last_seen)}
-    return {name: merged.get(name) for name in RECORD_FIELDS}
 
 
 def export_records(
@@ -41,47 +25,11 @@ def export_records(
     *,
     include_removed: bool = False,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Each list's entries as its latest healthy run saw them (values and status then).
-
-    A list published as announcements is not shown again by every run: its entries are
-    every announced one, with the status detection gave it since (expired, removed).
-    Returns the records, sorted by list then record_key, and the lists that have no
-    healthy run yet (nothing of theirs can be vouched for).
-    """
-    healthy = latest_healthy_runs(conn, source)
-    announced = {lst.id for lst in get_source(source).lists if not lst.diffs_absence}
-    out: list[dict[str, Any]] = []
-    unvouched = []
-    for list_id in sorted(lists):
-        run = healthy.get(list_id)
-        if list_id in announced:
-            shown = ("active", "expired", "removed") if include_removed else ("active", "expired")
-            rows = conn.execute(
-                select(RECORDS).where(RECORDS.c.list == list_id, RECORDS.c.status.in_(shown))
-            ).all()
-            out.extend(_record(r.data, r.status, r.first_seen, r.last_seen) for r in rows)
-            continue
-        if run is None:
-            unvouched.append(list_id)
-        else:
-            rows = conn.execute(
-                select(HISTORY.c.data, HISTORY.c.status, RECORDS.c.first_seen, RECORDS.c.last_seen)
-                .join(RECORDS, RECORDS.c.id == HISTORY.c.record_id)
-                .where(
-                    HISTORY.c.list == list_id,
-                    and_(HISTORY.c.first_run_seq <= run.seq, HISTORY.c.last_run_seq >= run.seq),
-                    # Shown with its own removal (GSXT's 移出 fields): one of the removed below.
-                    HISTORY.c.status != "removed",
-                )
-            ).all()
-            out.extend(_record(r.data, r.status, r.first_seen, r.last_seen) for r in rows)
-        if include_removed:
-            rows = conn.execute(
-                select(RECORDS).where(RECORDS.c.list == list_id, RECORDS.c.status == "removed")
-            ).all()
-            out.extend(_record(r.data, r.status, r.first_seen, r.last_seen) for r in rows)
-    out.sort(key=lambda r: (r["list"], r["record_key"]))
-    return out, unvouched
+    """Each list's entries as its latest healthy run left them (values and status then;
+    ``storage.asof`` says what that means for database and announcement lists), sorted by
+    list then record_key; and the lists no healthy run vouches for yet."""
+    records, _, unvouched = records_as_of(conn, source, lists, include_removed=include_removed)
+    return records, unvouched
 
 
 def event_dict(row: Any) -> dict[str, Any]:

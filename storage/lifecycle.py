@@ -9,6 +9,18 @@ says so, or by ``disappeared`` after N consecutive healthy absences. A list that
 healthy in the run never counts absence, and a list published as announcements never does:
 its entries are not repeated by later pages, so they end by expiry or published removal
 only (``expire_unseen``: their expiry is checked whether or not this run read them again).
+
+The mass-delisting guard (``RunDetection.guards``, the registry's ``delisting_guard``): when
+one healthy run would delist by ``disappeared`` more than ``share`` of a list's active
+entries and at least ``min_count`` of them, none of the list's entries leaves in that run.
+Every entry that would have left (active ones, and expired ones that would be removed
+silently) is held in ``pending_delistings`` with the run's clock and absence evidence, its
+record untouched, and ``RunDetection.held`` counts the held delistings per list for the
+maintainers' alert. Held entries are then out of later runs' absence handling: they are
+neither delisted nor held again nor counted (numerator or denominator) by a later guard,
+until a maintainer releases or discards them (``storage.pending``). A later run that sees
+a held entry again ends its hold by itself (``returned``; ``superseded`` when the entry
+comes back with a published removal).
 """
 
 from __future__ import annotations
@@ -34,7 +46,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from storage.models import Event, Record, RecordHistory, RunRecord, RunRemoval
+from storage.models import (
+    Event,
+    PendingDelisting,
+    Record,
+    RecordHistory,
+    RunRecord,
+    RunRemoval,
+)
 from storage.schema import content_of
 from storage.sql import json_object, sha256_hex
 from storage.types import JSONType
@@ -44,6 +63,7 @@ STAGED = RunRecord.__table__
 EVENTS = Event.__table__
 HISTORY = RecordHistory.__table__
 REMOVALS = RunRemoval.__table__
+PENDING = PendingDelisting.__table__
 
 
 @dataclass
@@ -60,7 +80,11 @@ class RunDetection:
     delist_after: int = 2
     absence_evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
     expire_unseen: set[str] = field(default_factory=set)  # announcement lists
+    # list -> (share, min_count): the mass-delisting guard (registry's delisting_guard)
+    guards: dict[str, tuple[float, int]] = field(default_factory=dict)
     unmatched_removals: list[dict[str, Any]] = field(default_factory=list)  # set by apply_run
+    # list -> delistings the guard held as pending in this run (active entries); set by apply_run
+    held: dict[str, int] = field(default_factory=dict)
 
 
 def event_id(run_id: str, list_id: str, record_key: str, kind: str) -> str:
@@ -141,6 +165,7 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
     staged_status = case((staged_removed, "removed"), (staged_valid, "active"), else_="expired")
     staged_evidence = _provenance(staged.data)
     baselines = baseline_lists(conn, run.lists)
+    active_before = _active_unheld(conn, run)
 
     def staged_event(kind: str, cause: str | None, baseline: Any) -> list[Any]:
         return [
@@ -163,7 +188,7 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
         ]
 
     def insert_events(rows: Any) -> int:
-        return conn.execute(insert(EVENTS).from_select(EVENT_COLUMNS, rows)).rowcount
+        return _inserted(conn, insert(EVENTS).from_select(EVENT_COLUMNS, rows))
 
     # 1. New entries: `listed` (baseline on a list's first run; none for the already expired
     # or removed).
@@ -264,7 +289,11 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
     counts["delisted"] += _apply_removals(conn, run)
     counts["delisted"] += _expire_unseen(conn, run)
 
-    # 4. Absence, only where the list was healthy in this run.
+    # 3b. Held entries this run saw again leave the hold by themselves.
+    _end_holds_seen_again(conn, run)
+
+    # 4. Absence, only where the list was healthy in this run; held entries wait for their
+    # maintainer, so they neither leave nor count here.
     if run.healthy:
         absent = and_(
             rec.list.in_(sorted(run.healthy)),
@@ -272,20 +301,127 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
             rec.last_run_id != run.run_id,
         )
         conn.execute(update(RECORDS).where(absent).values(absent_runs=rec.absent_runs + 1))
-        gone = and_(absent, rec.absent_runs >= run.delist_after)
+        gone = and_(absent, rec.absent_runs >= run.delist_after, ~_held(rec))
         for list_id in sorted(run.healthy):
             evidence = run.absence_evidence.get(list_id, {})
+            leaving = and_(gone, rec.list == list_id)
+            if _hold(conn, run, list_id, leaving, active_before.get(list_id, 0), evidence):
+                continue
             counts["delisted"] += insert_events(
                 select(*_record_event(run, "disappeared", literal(evidence, JSONType)))
-                .where(gone, rec.list == list_id, rec.status == "active")
+                .where(leaving, rec.status == "active")
                 .order_by(rec.record_key)
             )
-        conn.execute(update(RECORDS).where(gone).values(status="removed"))
+            conn.execute(update(RECORDS).where(leaving).values(status="removed"))
 
     _extend_history(conn, run)
     conn.execute(STAGED.delete().where(this_run))
     conn.execute(REMOVALS.delete().where(REMOVALS.c.run_id == run.run_id))
     return counts
+
+
+def _inserted(conn: Connection, statement: Any) -> int:
+    """Rows an ``INSERT … SELECT`` inserted. SQLAlchemy 2.1 keeps an INSERT's rowcount only
+    when asked (psycopg otherwise reports -1, and the run's event counts went negative)."""
+    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+
+
+def _held(rec: Any) -> Any:
+    """The stored entry ``rec`` is held as a pending delisting."""
+    pending = PENDING.c
+    return exists().where(
+        pending.list == rec.list, pending.record_key == rec.record_key, pending.state == "pending"
+    )
+
+
+def _active_unheld(conn: Connection, run: RunDetection) -> dict[str, int]:
+    """Active entries of each guarded healthy list before this run, held ones left out: the
+    base the guard measures a run's disappearances against."""
+    lists = sorted(lst for lst in run.healthy if lst in run.guards)
+    if not lists:
+        return {}
+    rec = RECORDS.c
+    rows = conn.execute(
+        select(rec.list, func.count())
+        .where(rec.list.in_(lists), rec.status == "active", ~_held(rec))
+        .group_by(rec.list)
+    ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def _hold(
+    conn: Connection,
+    run: RunDetection,
+    list_id: str,
+    leaving: Any,
+    active: int,
+    evidence: dict[str, Any],
+) -> bool:
+    """The mass-delisting guard for one list: hold everything ``leaving`` selects as pending
+    (and return True) when its active entries are more than ``share`` of ``active`` and at
+    least ``min_count``."""
+    if list_id not in run.guards:
+        return False
+    share, min_count = run.guards[list_id]
+    rec = RECORDS.c
+    would = conn.execute(
+        select(func.count()).select_from(RECORDS).where(leaving, rec.status == "active")
+    ).scalar_one()
+    if not (would >= min_count and would > share * active):
+        return False
+    guard = {"active": active, "would_delist": would, "share": share, "min_count": min_count}
+    conn.execute(
+        insert(PENDING).from_select(
+            [
+                "source",
+                "list",
+                "record_key",
+                "entity_id",
+                "entity_name",
+                "run_id",
+                "held_at",
+                "status_before",
+                "state",
+                "guard",
+                "evidence",
+            ],
+            select(
+                rec.source,
+                rec.list,
+                rec.record_key,
+                rec.entity_id,
+                rec.entity_name,
+                literal(run.run_id),
+                literal(run.at, PENDING.c.held_at.type),
+                rec.status,
+                literal("pending"),
+                literal(guard, JSONType),
+                literal(evidence, JSONType),
+            )
+            .where(leaving)
+            .order_by(rec.record_key),
+        )
+    )
+    run.held[list_id] = would
+    return True
+
+
+def _end_holds_seen_again(conn: Connection, run: RunDetection) -> None:
+    """Held entries of the source that this run saw: ``superseded`` when they came back
+    removed (their ``published_removal`` was just raised), else ``returned``."""
+    rec, pending = RECORDS.c, PENDING.c
+    same = and_(rec.list == pending.list, rec.record_key == pending.record_key)
+    for state, why in (
+        ("superseded", rec.status == "removed"),
+        ("returned", rec.last_run_id == run.run_id),
+    ):
+        conn.execute(
+            update(PENDING)
+            .where(
+                pending.source == run.source, pending.state == "pending", exists().where(same, why)
+            )
+            .values(state=state, decided_at=run.at, decided_by=f"run:{run.run_id}")
+        )
 
 
 def _record_event(run: RunDetection, cause: str, evidence: Any) -> list[Any]:
@@ -368,14 +504,15 @@ def _delist_records(
 ) -> int:
     """Raise ``delisted`` for the stored records ``where`` selects, then set their status."""
     rec = RECORDS.c
-    count = conn.execute(
+    count = _inserted(
+        conn,
         insert(EVENTS).from_select(
             EVENT_COLUMNS,
             select(*_record_event(run, cause, evidence))
             .where(where)
             .order_by(rec.list, rec.record_key),
-        )
-    ).rowcount
+        ),
+    )
     conn.execute(update(RECORDS).where(where).values(status=status))
     return count
 

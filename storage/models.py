@@ -272,6 +272,42 @@ class Event(SQLModel, table=True):
     evidence: JSONObject | None = _json()
 
 
+class PendingDelisting(SQLModel, table=True):
+    """An entry whose ``disappeared`` delisting the mass-delisting guard held for a maintainer.
+
+    A healthy run that would delist more than the list's ``delisting_guard`` allows leaves the
+    entries' records as they were and holds them here (``state`` ``pending``), with the
+    holding run's clock and absence evidence. ``creditwatch pending release`` raises their
+    ``delisted`` events (as the holding run); ``discard`` drops them. Entries that a later run
+    sees again leave by themselves (``returned``), as do those the portal removes meanwhile by
+    a published removal (``superseded``). ``status_before`` ``expired``: an entry whose
+    delisting was already reported, so its release removes it without an event.
+    """
+
+    __tablename__ = "pending_delistings"
+    __table_args__ = (
+        # One hold per entry and run; (list, record_key) first: "is this entry held?"
+        UniqueConstraint("list", "record_key", "run_id"),
+        Index("ix_pending_delistings_state_source", "state", "source"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    list: str
+    record_key: str
+    entity_id: str
+    entity_name: str | None = None
+    run_id: str = Field(index=True)  # the holding run
+    held_at: datetime = _time(nullable=False)  # the holding run's clock
+    status_before: str  # active · expired: the record's status when held
+    state: str = "pending"  # pending · released · discarded · returned · superseded
+    decided_at: datetime | None = _time()
+    decided_by: str | None = None  # who released or discarded, or "run:<id>" for returned
+    note: str | None = None
+    guard: JSONObject | None = _json()  # active, would_delist, share, min_count of the hold
+    evidence: JSONObject | None = _json()  # the holding run's absence evidence for the list
+
+
 class SubscriptionRow(SQLModel, table=True):
     """A watchdog group's subscription (``alerts.subscriptions.Subscription.as_dict``)."""
 

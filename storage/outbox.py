@@ -102,19 +102,6 @@ def run_event_context(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def recent_run_states(conn: Connection, source: str, limit: int) -> list[str]:
-    """States of the source's last ``limit`` finished runs, newest first."""
-    return list(
-        conn.execute(
-            select(RUNS.c.state)
-            .where(RUNS.c.source == source, RUNS.c.state != "running")
-            .order_by(RUNS.c.seq.desc())
-            .limit(limit)
-        ).scalars()
-    )
-
-
-# --- the outbox --------------------------------------------------------------------------
 def insert_alerts(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert new alerts; a key already present (the same event for the same subscription
     and channel) is skipped, which is what makes enqueueing idempotent."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, and_, case, func, select, update
 from sqlalchemy.engine import Connection, Row
 
 from crawlers.registry import SourceDef
@@ -105,6 +105,14 @@ def list_runs(conn: Connection, source: str | None = None, limit: int = 50) -> S
     return conn.execute(query.limit(limit)).all()
 
 
+def recent_runs(conn: Connection, source: str, limit: int = 5) -> Sequence[Row[Any]]:
+    """The source's last ``limit`` runs in the order they were made, newest first (a replay
+    takes its clock from its cassette, so start times need not follow that order)."""
+    return conn.execute(
+        select(RUNS).where(RUNS.c.source == source).order_by(RUNS.c.seq.desc()).limit(limit)
+    ).all()
+
+
 def run_lists(conn: Connection, run_id: str) -> Sequence[Row[Any]]:
     return conn.execute(
         select(RUN_LISTS).where(RUN_LISTS.c.run_id == run_id).order_by(RUN_LISTS.c.list)
@@ -130,6 +138,69 @@ def staged_counts(conn: Connection, run_id: str) -> dict[str, int]:
         select(STAGED.c.list, func.count()).where(STAGED.c.run_id == run_id).group_by(STAGED.c.list)
     ).all()
     return {row[0]: row[1] for row in rows}
+
+
+def staged_fill_rates(
+    conn: Connection, run_id: str, fields: Iterable[str]
+) -> dict[str, dict[str, float]]:
+    """Per list, the share of the run's staged records in which each of ``fields`` (top-level
+    schema fields) is filled: not null, not an empty string, list or object. Read in SQL
+    (JSON extraction that SQLite and PostgreSQL share), before detection clears the staging."""
+    names = sorted(set(fields))
+    if not names:
+        return {}
+    data = STAGED.c.data
+    filled = [
+        func.sum(
+            case(
+                (
+                    and_(
+                        data[name].as_string().is_not(None),
+                        data[name].as_string().not_in(("", "[]", "{}")),
+                    ),
+                    1,
+                ),
+                else_=0,
+            )
+        ).label(f"f{i}")
+        for i, name in enumerate(names)
+    ]
+    rows = conn.execute(
+        select(STAGED.c.list, func.count().label("n"), *filled)
+        .where(STAGED.c.run_id == run_id)
+        .group_by(STAGED.c.list)
+    ).all()
+    return {
+        row.list: {name: (row[i + 2] or 0) / row.n for i, name in enumerate(names)}
+        for row in rows
+        if row.n
+    }
+
+
+def last_healthy_list_records(
+    conn: Connection, source: str, before_seq: int | None = None
+) -> dict[str, tuple[str, int]]:
+    """Per list of ``source``: (run id, records) of the newest run, before ``before_seq``
+    when given, in which that list was healthy (``run_lists``): what ``max_drop`` compares
+    a run with."""
+    healthy = and_(RUNS.c.source == source, RUN_LISTS.c.health == "healthy")
+    if before_seq is not None:
+        healthy = and_(healthy, RUNS.c.seq < before_seq)
+    joined = RUN_LISTS.join(RUNS, RUNS.c.run_id == RUN_LISTS.c.run_id)
+    latest = (
+        select(RUN_LISTS.c.list, func.max(RUNS.c.seq).label("seq"))
+        .select_from(joined)
+        .where(healthy)
+        .group_by(RUN_LISTS.c.list)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(RUN_LISTS.c.list, RUN_LISTS.c.run_id, RUN_LISTS.c.records)
+        .select_from(joined)
+        .join(latest, and_(latest.c.list == RUN_LISTS.c.list, latest.c.seq == RUNS.c.seq))
+        .where(RUNS.c.source == source)
+    ).all()
+    return {row.list: (row.run_id, row.records) for row in rows}
 
 
 def latest_healthy_runs(conn: Connection, source: str) -> dict[str, Row[Any]]:

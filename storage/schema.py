@@ -1,5 +1,9 @@
 """Field order of the public schema (SCHEMA.md), for exports and event output."""
 
+# Bumped when a field of docs/SCHEMA.md is added, renamed or changes meaning; in every
+# snapshot manifest.
+SCHEMA_VERSION = "1.0"
+
 RECORD_FIELDS = (
     "source", "list", "list_kind", "record_key", "entity_id", "entity_name", "entity_name_key",
     "entity_type", "uscc", "uscc_raw", "uscc_valid", "id_number_masked", "legal_representative",

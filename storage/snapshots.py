@@ -1,0 +1,369 @@
+"""Snapshots for researchers: dated, reproducible files of every list, with a manifest.
+
+``write_snapshot`` writes one file per list (Parquet, CSV or JSON Lines; or one FollowTheMoney
+file per source), a data dictionary generated from the schema, and ``manifest.json``: schema
+and software version, the as-of date, each list's vouching run with its health, row counts,
+and the sha256 of every file. Nothing in them depends on when or where they were written, so
+the same database, arguments and software give the same bytes.
+
+Records stream from ``storage.asof`` list by list; Parquet is converted ``CHUNK`` rows at a
+time and written in row groups of ``ROW_GROUP`` rows, so memory stays flat however long a
+list is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy.engine import Connection
+
+from crawlers.registry import get_source
+from pipeline.redact import redact_record
+from storage.asof import Row, Vouch, iter_rows, vouching_runs
+from storage.dictionary import data_dictionary
+from storage.exports import write_csv, write_jsonl
+from storage.schema import RECORD_FIELDS, SCHEMA_VERSION
+
+FORMATS = ("parquet", "csv", "jsonl", "ftm")
+ROW_GROUP = 100_000
+CHUNK = 5_000
+MANIFEST = "manifest.json"
+DICTIONARY = "data-dictionary.md"
+CENT = Decimal("0.01")
+
+# Parquet types: dates as dates, times as UTC instants, money as decimals of 2 places (fen),
+# lists as lists, ``extra`` as its JSON text (its keys differ by source).
+DATE_FIELDS = ("decided_on", "published_on", "valid_until")
+TIME_FIELDS = ("first_seen", "last_seen")
+MONEY_FIELDS = ("fine_yuan", "confiscated_yuan")
+MONEY = pa.decimal128(18, 2)
+TIME = pa.timestamp("us", tz="UTC")
+
+
+def parquet_type(name: str) -> pa.DataType:
+    if name in DATE_FIELDS:
+        return pa.date32()
+    if name in TIME_FIELDS:
+        return TIME
+    if name in MONEY_FIELDS:
+        return MONEY
+    if name == "uscc_valid":
+        return pa.bool_()
+    if name == "penalty_types":
+        return pa.list_(pa.string())
+    return pa.string()
+
+
+PARQUET_SCHEMA = pa.schema([pa.field(name, parquet_type(name)) for name in RECORD_FIELDS])
+
+
+def software_version() -> str:
+    try:
+        return version("creditwatch")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
+
+
+class SnapshotError(ValueError):
+    """Arguments that cannot make a snapshot (an unknown list, a bad format)."""
+
+
+# -- one file per list, by format ---------------------------------------------------------
+
+
+def _money(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    return Decimal(str(value)).quantize(CENT)
+
+
+def _extra(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def parquet_column(name: str, values: list[Any]) -> pa.Array:
+    """One column of a batch; dates and times parsed by Arrow from their ISO text."""
+    if name in DATE_FIELDS or name in TIME_FIELDS:
+        return pa.array(values, pa.string()).cast(parquet_type(name))
+    if name in MONEY_FIELDS:
+        return pa.array([_money(v) for v in values], MONEY)
+    if name == "extra":
+        return pa.array([_extra(v) for v in values], pa.string())
+    return pa.array(values, parquet_type(name))
+
+
+def _batches(items: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _table(rows: list[Row]) -> pa.Table:
+    # Transposed in C (map, zip): this loop is most of a large snapshot's time.
+    transposed = zip(*(map(row.data.get, RECORD_FIELDS) for row in rows), strict=True)
+    values = dict(zip(RECORD_FIELDS, transposed, strict=True))
+    columns = []
+    for name in RECORD_FIELDS:
+        if name == "status":
+            columns.append(pa.array([row.status for row in rows], pa.string()))
+        elif name in TIME_FIELDS:  # aware datetimes: Arrow stores them as UTC instants
+            columns.append(pa.array([getattr(row, name) for row in rows], TIME))
+        else:
+            columns.append(parquet_column(name, list(values[name])))
+    return pa.Table.from_arrays(columns, schema=PARQUET_SCHEMA)
+
+
+def write_parquet(rows: Iterable[Row], path: Path) -> int:
+    """Rows to a Parquet file, built column by column ``CHUNK`` rows at a time (few Python
+    objects alive at once) and written in row groups of ``ROW_GROUP``; returns the count."""
+    count = 0
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    with pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd") as writer:
+        for batch in _batches(rows, CHUNK):
+            pending.append(_table(batch))
+            pending_rows += len(batch)
+            count += len(batch)
+            if pending_rows >= ROW_GROUP:
+                writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
+                pending, pending_rows = [], 0
+        if pending or count == 0:  # an empty list still gets a file with its columns
+            table = pa.concat_tables(pending) if pending else PARQUET_SCHEMA.empty_table()
+            writer.write_table(table, row_group_size=ROW_GROUP)
+    return count
+
+
+def _write_text(path: Path, write: Callable[[IO[str]], int], *, bom: bool = False) -> int:
+    with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as out:
+        return write(out)
+
+
+# -- the snapshot ---------------------------------------------------------------------------
+
+
+@dataclass
+class ListPart:
+    """One list in a snapshot: the run that vouches for it and what was written."""
+
+    source: str
+    list: str
+    vouch: Vouch | None
+    file: str | None = None
+    rows: int = 0
+
+
+@dataclass
+class Snapshot:
+    out: Path
+    fmt: str
+    as_of: date | None
+    redact: bool
+    bom: bool
+    parts: list[ListPart] = field(default_factory=list)
+    files: dict[str, int] = field(default_factory=dict)  # name → rows
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _clear_previous(out: Path) -> None:
+    """Files an earlier snapshot wrote into ``out`` (its manifest says which) go, so the
+    directory holds exactly one snapshot."""
+    manifest = out / MANIFEST
+    if not manifest.exists():
+        return
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8"))
+        names = [item["path"] for item in old.get("files", [])]
+    except (ValueError, KeyError, TypeError):
+        return
+    for name in names:
+        path = out / name
+        if path.parent == out and path.is_file():
+            path.unlink()
+    manifest.unlink()
+
+
+def _rows(conn: Connection, part: ListPart, announced: bool, redact: bool) -> Iterator[Row]:
+    assert part.vouch is not None
+    for row in iter_rows(conn, part.list, part.vouch, announced=announced):
+        yield row._replace(data=redact_record(row.data)) if redact else row
+
+
+def _records(rows: Iterable[Row]) -> Iterator[dict[str, Any]]:
+    return (row.record() for row in rows)
+
+
+def write_snapshot(
+    conn: Connection,
+    out: Path,
+    *,
+    sources: list[str],
+    lists: list[str] | None = None,
+    as_of: date | None = None,
+    fmt: str = "parquet",
+    redact: bool = False,
+    bom: bool = False,
+) -> dict[str, Any]:
+    """Write the snapshot into ``out``; returns its manifest (also written as manifest.json).
+
+    ``lists`` narrows to those list ids (full ids); every list of the sources otherwise.
+    """
+    if fmt not in FORMATS:
+        raise SnapshotError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    declared = {lst.id: (src, lst) for src in map(get_source, sources) for lst in src.lists}
+    chosen = sorted(declared) if not lists else sorted(lists)
+    for list_id in chosen:
+        if list_id not in declared:
+            raise SnapshotError(f"list {list_id!r} is not a list of {', '.join(sources)}")
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out)
+    snap = Snapshot(out, fmt, as_of, redact, bom)
+    for source in sources:
+        ids = [lst for lst in chosen if declared[lst][0].id == source]
+        if not ids:
+            continue
+        vouches = vouching_runs(conn, source, ids, as_of)
+        parts = [ListPart(source, lst, vouches.get(lst)) for lst in ids]
+        snap.parts.extend(parts)
+        if fmt == "ftm":
+            _write_ftm(conn, snap, source, parts, declared)
+            continue
+        for part in parts:
+            if part.vouch is None:
+                continue
+            announced = not declared[part.list][1].diffs_absence
+            rows = _rows(conn, part, announced, redact)
+            part.file = f"{part.list}.{fmt}"
+            path = out / part.file
+            if fmt == "parquet":
+                part.rows = write_parquet(rows, path)
+            elif fmt == "csv":
+                records = _records(rows)
+                part.rows = _write_text(
+                    path, lambda f, rs=records: write_csv(rs, f, RECORD_FIELDS), bom=bom
+                )
+            else:
+                records = _records(rows)
+                part.rows = _write_text(path, lambda f, rs=records: write_jsonl(rs, f))
+            snap.files[part.file] = part.rows
+    (out / DICTIONARY).write_text(data_dictionary(fmt), encoding="utf-8")
+    snap.files[DICTIONARY] = 0
+    manifest = _manifest(snap, declared)
+    (out / MANIFEST).write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    return manifest
+
+
+def _write_ftm(
+    conn: Connection,
+    snap: Snapshot,
+    source: str,
+    parts: list[ListPart],
+    declared: dict[str, Any],
+) -> None:
+    """One FollowTheMoney file per source: subjects merged across its lists, ids in one
+    ``creditwatch`` namespace so the same company has the same id in every source's file."""
+    from pipeline.ftm import export, names_from_sources  # followthemoney loads on import
+
+    counts: dict[str, int] = {}
+
+    def records() -> Iterator[dict[str, Any]]:
+        for part in parts:
+            if part.vouch is None:
+                continue
+            announced = not declared[part.list][1].diffs_absence
+            for record in _records(_rows(conn, part, announced, snap.redact)):
+                counts[part.list] = counts.get(part.list, 0) + 1
+                yield record
+
+    name = f"{source}.ftm.json"
+    with (snap.out / name).open("w", encoding="utf-8", newline="") as handle:
+        entities = 0
+        for entity in export(records(), names=names_from_sources([get_source(source)])):
+            handle.write(json.dumps(entity, ensure_ascii=False, sort_keys=True) + "\n")
+            entities += 1
+    for part in parts:
+        part.rows = counts.get(part.list, 0)
+        part.file = name if part.vouch is not None else None
+    snap.files[name] = entities
+
+
+def _manifest(snap: Snapshot, declared: dict[str, Any]) -> dict[str, Any]:
+    sources: dict[str, dict[str, Any]] = {}
+    for part in snap.parts:
+        src, lst = declared[part.list]
+        entry = sources.setdefault(
+            src.id,
+            {"source": src.id, "name_zh": src.name_zh, "name_en": src.name_en, "lists": []},
+        )
+        entry["lists"].append(
+            {
+                "list": lst.id,
+                "name_zh": lst.name_zh,
+                "name_en": lst.name_en,
+                "list_kind": lst.list_kind,
+                "publication": lst.publication,
+                "run": part.vouch.as_dict() if part.vouch else None,
+                "rows": part.rows,
+                "file": part.file,
+                "note": None if part.vouch else "no healthy run on or before the as-of date",
+            }
+        )
+    files = [
+        {
+            "path": name,
+            "sha256": sha256_file(snap.out / name),
+            "bytes": (snap.out / name).stat().st_size,
+            "rows": rows if name != DICTIONARY else None,
+        }
+        for name, rows in sorted(snap.files.items())
+    ]
+    return {
+        "creditwatch": software_version(),
+        "schema_version": SCHEMA_VERSION,
+        "format": snap.fmt,
+        "as_of": snap.as_of.isoformat() if snap.as_of else None,
+        "redacted": snap.redact,
+        "csv_bom": snap.bom if snap.fmt == "csv" else None,
+        "sources": list(sources.values()),
+        "files": files,
+    }
+
+
+def verify(out: Path) -> list[str]:
+    """Problems with a snapshot directory: files missing, or not the bytes the manifest
+    names. Empty when it verifies."""
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    problems = []
+    for item in manifest["files"]:
+        path = out / item["path"]
+        if not path.is_file():
+            problems.append(f"{item['path']}: missing")
+        elif sha256_file(path) != item["sha256"]:
+            problems.append(f"{item['path']}: sha256 differs from the manifest")
+    return problems

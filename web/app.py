@@ -1,0 +1,862 @@
+"""The read-only web app: ``creditwatch serve``.
+
+Pages (server-rendered, no JavaScript, Chinese or English by ``lang``):
+
+* ``/``: sources and their lists, with entries by status and the last healthy run;
+* ``/lists/{list_id}``: a list's entries on a date (now by default), searched, filtered, paged;
+* ``/entities/{entity_id}``: a subject's entries in every list and its events over time;
+* ``/snapshots``: the snapshots of the snapshots directory, their manifests and files;
+* ``/raw/{sha}``: an archived response as received, rendered inert under a banner;
+* ``/feeds/{subscription}.atom``: a subscription's alerts as Atom;
+* ``/api/...``: the same data as JSON, described by ``/openapi.json`` (and, without
+  JavaScript, by the ``/api`` page).
+
+Every scraped value is escaped (Jinja2 autoescape); links to scraped URLs are only made for
+http(s) URLs. Every response carries a strict Content-Security-Policy: no script runs on any
+page. With ``redact`` every record, event and entity shown (HTML and JSON) goes through
+``pipeline.redact``, persons' entity pages answer only at their pseudonymous id, archived
+responses are refused (403) and only redacted snapshots are offered. Atom feeds are alert
+content for a subscription and are served as the subscription's channels were told, redacted
+or not (see ``feed``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from datetime import date as Date  # a field of RunRef is called `date`
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import jinja2
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crawlers.registry import ListDef, RegistryError, SourceDef, get_source, load_registry
+from pipeline.redact import PERSON, redact_event, redact_record, short_name
+from storage.archive import NotArchived, get_response
+from storage.asof import SHANGHAI, Vouch, run_date
+from storage.browse import (
+    STATUS_FILTERS,
+    EntryQuery,
+    entity_events,
+    entity_for_pseudonym,
+    entity_records,
+    is_person,
+    latest_run,
+    list_entries,
+    status_counts,
+)
+from storage.engine import data_dir, get_engine
+from storage.snapshots import MANIFEST, software_version
+from web.i18n import LANGUAGES, Translator, pick_language
+
+HERE = Path(__file__).resolve().parent
+PER_PAGE = 50
+MAX_PER_PAGE = 500
+SHA_RE = re.compile(r"[0-9a-fA-F]{6,64}")
+SNAPSHOT_NAME_RE = re.compile(r"[^/\\\x00]+")
+LANG_COOKIE = "lang"
+COUNTS_CACHE = 4096
+
+# No script anywhere; styles and images from the app only; forms submit to the app.
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+# The archived-response page: its iframe's srcdoc inherits this policy, so the archived page
+# can neither run scripts nor fetch anything (inline styles are allowed for readability).
+RAW_CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+# Bytes served as downloads: never rendered as a document of this origin.
+DOWNLOAD_CSP = "default-src 'none'; sandbox"
+
+API_DESCRIPTION = """\
+Read-only JSON over the creditwatch database: sources and their lists, a list's entries on a
+date (searched, filtered, paged), an entity's entries and events across lists, and the
+snapshots offered for download. Records and events have the shape of docs/SCHEMA.md.
+
+When the server redacts (`creditwatch serve --redact`), every record and event is redacted
+like the snapshots (persons' names shortened, masked ID numbers dropped, keys pseudonymised),
+persons' entities answer only at their pseudonymous `entity_id`, archived raw responses are
+refused and only redacted snapshots are offered. Atom feeds (`/feeds/{id}.atom`) are a
+subscription's alerts and are served as its channels were told, unredacted.
+"""
+
+
+# -- models of the JSON API ---------------------------------------------------------------------
+
+
+class RunRef(BaseModel):
+    """The run that vouches for a list's state: its last healthy run on or before the date."""
+
+    run_id: str
+    seq: int
+    at: datetime = Field(description="the run's clock (UTC)")
+    date: Date = Field(description="the date the run is filed under (Asia/Shanghai)")
+    run_state: str = Field(description="the run's state (worst of its lists)")
+    list_health: str = Field(description="the list's health in that run")
+
+
+class LatestRun(BaseModel):
+    run_id: str
+    at: datetime | None
+    state: str
+
+
+class Counts(BaseModel):
+    active: int = 0
+    expired: int = 0
+    removed: int = 0
+
+
+class ListSummary(BaseModel):
+    id: str = Field(description="full list id, <source>.<list>")
+    short_id: str
+    source: str
+    name_zh: str
+    name_en: str
+    list_kind: str
+    publication: str = Field(description="database or announcements")
+    counts: Counts | None = Field(
+        None, description="entries by status as the last healthy run left them"
+    )
+    last_healthy_run: RunRef | None = None
+    url: str = Field(description="the list's page")
+
+
+class SourceSummary(BaseModel):
+    id: str
+    name_zh: str
+    name_en: str
+    jurisdiction: str
+    base_url: str
+    latest_run: LatestRun | None = Field(None, description="the newest run, whatever its state")
+    lists: list[ListSummary]
+
+
+class EntryFilters(BaseModel):
+    q: str | None = None
+    status: str = ""
+    decided_from: date | None = None
+    decided_to: date | None = None
+    as_of: date | None = None
+
+
+class EntriesPage(BaseModel):
+    list: ListSummary
+    filters: EntryFilters
+    run: RunRef | None = Field(None, description="None: no healthy run on or before as_of")
+    total: int = Field(description="entries matching, on every page")
+    page: int
+    per_page: int
+    pages: int
+    redacted: bool
+    entries: list[dict[str, Any]] = Field(description="records in the shape of SCHEMA.md")
+
+
+class EntityAnswer(BaseModel):
+    entity_id: str = Field(description="pseudonymous for persons when the server redacts")
+    entity_name: str | None
+    entity_type: str | None
+    redacted: bool
+    records: list[dict[str, Any]] = Field(
+        description="the entity's entries in every list, current state, removed ones included"
+    )
+    events: list[dict[str, Any]] = Field(
+        description="events in the shape of SCHEMA.md, oldest first"
+    )
+
+
+class SnapshotFile(BaseModel):
+    path: str
+    sha256: str | None = None
+    bytes: int | None = None
+    rows: int | None = None
+    url: str | None = Field(None, description="download URL; None when withheld")
+
+
+class SnapshotInfo(BaseModel):
+    name: str
+    manifest_url: str
+    downloadable: bool = Field(description="False for unredacted snapshots on a redacting server")
+    error: str | None = None
+    manifest: dict[str, Any] | None = None
+    files: list[SnapshotFile] = []
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+@dataclass
+class State:
+    engine: Engine
+    snapshots_dir: Path
+    redact: bool
+    counts: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+
+    def counts_for(self, conn: Connection, lst: ListDef, vouch: Vouch) -> dict[str, int]:
+        key = (lst.id, vouch.run_id)
+        if key not in self.counts:
+            if len(self.counts) >= COUNTS_CACHE:
+                self.counts.clear()
+            self.counts[key] = status_counts(conn, lst, vouch)
+        return self.counts[key]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = when
+    env.filters["day"] = day
+    env.filters["http_url"] = http_url
+    env.filters["quote"] = lambda value: quote(str(value), safe=":")
+    env.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=1)
+    env.filters["cell"] = cell
+    return env
+
+
+def when(value: Any) -> str:
+    """A stored instant as Beijing time, to the minute."""
+    if not value:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M +08")
+
+
+def day(value: Any) -> str:
+    if not value:
+        return "—"
+    return run_date(value).isoformat() if isinstance(value, datetime) else str(value)
+
+
+def http_url(value: Any) -> str | None:
+    """The URL when it is an http(s) URL (scraped links must not become javascript: links)."""
+    if not isinstance(value, str):
+        return None
+    return value if urlsplit(value.strip()).scheme.lower() in ("http", "https") else None
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "✓" if value else "✗"
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def create_app(
+    *,
+    database_url: str | None = None,
+    snapshots_dir: Path | None = None,
+    redact: bool = False,
+) -> FastAPI:
+    """The app over the database at ``database_url`` (default: ``DATABASE_URL``, else SQLite
+    under ``CREDITWATCH_DATA_DIR``), offering the snapshots in ``snapshots_dir`` (default:
+    ``<data dir>/snapshots``)."""
+    state = State(
+        engine=get_engine(database_url),
+        snapshots_dir=Path(snapshots_dir) if snapshots_dir else data_dir() / "snapshots",
+        redact=redact,
+    )
+    app = FastAPI(
+        title="creditwatch",
+        summary="Read-only access to China's public credit lists as creditwatch collected them.",
+        description=API_DESCRIPTION,
+        version=software_version(),
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: /api lists the API
+        redoc_url=None,
+        openapi_tags=[
+            {"name": "api", "description": "JSON views of sources, lists, entities, snapshots"},
+            {"name": "files", "description": "snapshot files, archived bodies and feeds"},
+        ],
+    )
+    app.state.web = state
+    env = _environment()
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Vary", "Cookie")  # the language comes from a cookie
+        lang = request.query_params.get("lang")
+        if lang in LANGUAGES:
+            response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
+        return response
+
+    def language(request: Request) -> str:
+        return pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+    def render(
+        request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> HTMLResponse:
+        lang = language(request)
+        other = "en" if lang == "zh" else "zh"
+        html = env.get_template(template).render(
+            request=request,
+            t=Translator(lang),
+            lang=lang,
+            other_lang=other,
+            switch_url=with_params(request, lang=other),
+            page_url=lambda **changes: with_params(request, **changes),
+            redact=state.redact,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status_code)
+
+    def is_api(request: Request) -> bool:
+        return request.url.path.startswith("/api/") or request.url.path == "/openapi.json"
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        key = {404: "not_found", 403: "forbidden"}.get(exc.status_code, "bad_request")
+        return render(request, "error.html", exc.status_code, key=key, detail=exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
+        detail = "; ".join(
+            f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return render(request, "error.html", 422, key="bad_request", detail=detail)
+
+    # -- shared reads ---------------------------------------------------------------------------
+
+    def source_summaries(conn: Connection) -> list[SourceSummary]:
+        out = []
+        for source_id in sorted(load_registry()):
+            src = get_source(source_id)
+            vouches = _vouches(conn, src)
+            latest = latest_run(conn, src.id)
+            out.append(
+                SourceSummary(
+                    id=src.id,
+                    name_zh=src.name_zh,
+                    name_en=src.name_en,
+                    jurisdiction=src.jurisdiction,
+                    base_url=src.base_url,
+                    latest_run=LatestRun(
+                        run_id=latest.run_id, at=latest.started_at, state=latest.state
+                    )
+                    if latest
+                    else None,
+                    lists=[list_summary(conn, src, lst, vouches.get(lst.id)) for lst in src.lists],
+                )
+            )
+        return out
+
+    def list_summary(
+        conn: Connection, src: SourceDef, lst: ListDef, vouch: Vouch | None
+    ) -> ListSummary:
+        return ListSummary(
+            id=lst.id,
+            short_id=lst.short_id,
+            source=src.id,
+            name_zh=lst.name_zh,
+            name_en=lst.name_en,
+            list_kind=lst.list_kind,
+            publication=lst.publication,
+            counts=Counts(**state.counts_for(conn, lst, vouch)) if vouch else None,
+            last_healthy_run=run_ref(vouch),
+            url=f"/lists/{quote(lst.id)}",
+        )
+
+    def entries(
+        list_id: str,
+        q: str | None,
+        status: str,
+        decided_from: str | None,
+        decided_to: str | None,
+        as_of: str | None,
+        page: int,
+        per_page: int,
+    ) -> EntriesPage:
+        src, lst = find_list(list_id)
+        if status not in STATUS_FILTERS:
+            raise HTTPException(422, f"status must be one of {', '.join(STATUS_FILTERS[1:])}")
+        filters = EntryFilters(
+            q=(q or "").strip() or None,
+            status=status,
+            decided_from=parse_date(decided_from, "from"),
+            decided_to=parse_date(decided_to, "to"),
+            as_of=parse_date(as_of, "as_of"),
+        )
+        query = EntryQuery(filters.q, status, filters.decided_from, filters.decided_to)
+        with state.engine.connect() as conn:
+            found = list_entries(
+                conn,
+                src.id,
+                lst,
+                as_of=filters.as_of,
+                query=query,
+                offset=(page - 1) * per_page,
+                limit=per_page,
+                transform=redact_record if state.redact else None,
+            )
+            now = _vouches(conn, src).get(lst.id)
+            summary = list_summary(conn, src, lst, now)
+        return EntriesPage(
+            list=summary,
+            filters=filters,
+            run=run_ref(found.vouch),
+            total=found.total,
+            page=page,
+            per_page=per_page,
+            pages=max(1, math.ceil(found.total / per_page)),
+            redacted=state.redact,
+            entries=found.entries,
+        )
+
+    def entity(entity_id: str) -> EntityAnswer:
+        with state.engine.connect() as conn:
+            real = entity_id
+            if state.redact and entity_id.startswith("redacted:"):
+                real = entity_for_pseudonym(conn, entity_id) or ""
+            records = entity_records(conn, real) if real else []
+            if not records or (state.redact and is_person(records) and real == entity_id):
+                # A person's entity answers only at its pseudonym while redacting.
+                raise HTTPException(404, "no such entity")
+            events = entity_events(conn, real)
+        person = is_person(records)
+        if state.redact and person:
+            records, events = redact_person(records, events)
+        latest = max(records, key=lambda r: (r.get("last_seen") or "", r.get("list") or ""))
+        return EntityAnswer(
+            entity_id=latest["entity_id"],
+            entity_name=latest.get("entity_name"),
+            entity_type=PERSON if person else latest.get("entity_type"),
+            redacted=state.redact,
+            records=records,
+            events=events,
+        )
+
+    def snapshots() -> list[SnapshotInfo]:
+        root = state.snapshots_dir
+        if not root.is_dir():
+            return []
+        # Only what snapshot_dir serves: a symlink out of the directory is no snapshot here
+        # (listing it would make the whole listing answer 404).
+        return [snapshot_info(path.name) for path in sorted(root.iterdir()) if served(path.name)]
+
+    def served(name: str) -> bool:
+        try:
+            snapshot_dir(name)
+        except HTTPException:
+            return False
+        return True
+
+    def snapshot_dir(name: str) -> Path:
+        """The snapshot directory called ``name``: a direct subfolder holding a manifest."""
+        root = state.snapshots_dir.resolve()
+        if not SNAPSHOT_NAME_RE.fullmatch(name) or name in (".", ".."):
+            raise HTTPException(404, "no such snapshot")
+        path = (root / name).resolve()
+        if path.parent != root or not (path / MANIFEST).is_file():
+            raise HTTPException(404, "no such snapshot")
+        return path
+
+    def read_manifest(name: str) -> dict[str, Any]:
+        data = json.loads((snapshot_dir(name) / MANIFEST).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
+            raise ValueError("not a snapshot manifest")
+        return data
+
+    def snapshot_info(name: str) -> SnapshotInfo:
+        base = f"/snapshots/{quote(name)}"
+        try:
+            manifest = read_manifest(name)
+        except (OSError, ValueError) as exc:
+            return SnapshotInfo(
+                name=name, manifest_url=f"{base}/{MANIFEST}", downloadable=False, error=str(exc)
+            )
+        downloadable = not state.redact or manifest.get("redacted") is True
+        files = [
+            SnapshotFile(
+                path=str(item.get("path")),
+                sha256=item.get("sha256"),
+                bytes=item.get("bytes"),
+                rows=item.get("rows"),
+                url=f"{base}/{quote(str(item.get('path')))}" if downloadable else None,
+            )
+            for item in manifest.get("files", [])
+            if isinstance(item, dict)
+        ]
+        return SnapshotInfo(
+            name=name,
+            manifest_url=f"{base}/{MANIFEST}",
+            downloadable=downloadable,
+            manifest=manifest,
+            files=files,
+        )
+
+    # -- pages ----------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> HTMLResponse:
+        with state.engine.connect() as conn:
+            sources = source_summaries(conn)
+        return render(request, "index.html", sources=sources, registry=_registry())
+
+    @app.get("/lists/{list_id}", response_class=HTMLResponse, include_in_schema=False)
+    def list_page(
+        request: Request,
+        list_id: str,
+        q: str | None = None,
+        status: str = "",
+        decided_from: str | None = Query(None, alias="from"),
+        decided_to: str | None = Query(None, alias="to"),
+        as_of: str | None = None,
+        page: int = Query(1, ge=1),
+    ) -> HTMLResponse:
+        answer = entries(list_id, q, status, decided_from, decided_to, as_of, page, PER_PAGE)
+        src, lst = find_list(list_id)
+        return render(
+            request,
+            "list.html",
+            answer=answer,
+            source=src,
+            lst=lst,
+            form={
+                "q": q or "",
+                "status": status,
+                "from": decided_from or "",
+                "to": decided_to or "",
+                "as_of": as_of or "",
+            },
+            statuses=STATUS_FILTERS,
+        )
+
+    @app.get("/entities/{entity_id}", response_class=HTMLResponse, include_in_schema=False)
+    def entity_page(request: Request, entity_id: str) -> HTMLResponse:
+        answer = entity(entity_id)
+        lists = {lst.id: lst for src in _registry().values() for lst in src.lists}
+        return render(request, "entity.html", answer=answer, lists=lists)
+
+    @app.get("/snapshots", response_class=HTMLResponse, include_in_schema=False)
+    def snapshots_page(request: Request) -> HTMLResponse:
+        return render(
+            request,
+            "snapshots.html",
+            snapshots=snapshots(),
+            directory=str(state.snapshots_dir),
+        )
+
+    @app.get("/api", response_class=HTMLResponse, include_in_schema=False)
+    def api_page(request: Request) -> HTMLResponse:
+        schema = app.openapi()
+        return render(request, "api.html", schema=schema)
+
+    @app.get("/raw/{sha}", response_class=HTMLResponse, include_in_schema=False)
+    def raw_page(request: Request, sha: str, view: str = "page") -> HTMLResponse:
+        response = archived(sha)
+        content_type = header(response.headers, "content-type") or ""
+        kind = body_kind(content_type, response.body)
+        text = decode(response.body, content_type) if kind != "binary" else ""
+        page = render(
+            request,
+            "raw.html",
+            response=response,
+            content_type=content_type,
+            kind=kind,
+            view="source" if view == "source" or kind == "text" else "page",
+            text=text,
+            size=len(response.body),
+        )
+        page.headers["Content-Security-Policy"] = RAW_CSP
+        return page
+
+    # -- files ----------------------------------------------------------------------------------
+
+    @app.get(
+        "/raw/{sha}/body",
+        tags=["files"],
+        summary="An archived response body, the exact bytes received, as a download",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}, 403: {}, 404: {}},
+    )
+    def raw_body(sha: str) -> Response:
+        response = archived(sha)
+        content_type = header(response.headers, "content-type") or "application/octet-stream"
+        return Response(
+            response.body,
+            media_type=content_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{response.sha256}.bin"',
+                "Content-Security-Policy": DOWNLOAD_CSP,
+            },
+        )
+
+    @app.get(
+        "/snapshots/{name}/{file}",
+        tags=["files"],
+        summary="A file of a snapshot: manifest.json or a file its manifest names",
+        response_class=FileResponse,
+        responses={200: {"content": {"application/octet-stream": {}}}, 403: {}, 404: {}},
+    )
+    def snapshot_file(name: str, file: str) -> FileResponse:
+        directory = snapshot_dir(name)
+        if file == MANIFEST:
+            return FileResponse(directory / MANIFEST, media_type="application/json")
+        try:
+            manifest = read_manifest(name)
+        except (OSError, ValueError):
+            raise HTTPException(404, "the snapshot's manifest is unreadable") from None
+        named = {str(item.get("path")) for item in manifest["files"] if isinstance(item, dict)}
+        path = (directory / file).resolve()
+        if file not in named or path.parent != directory or not path.is_file():
+            raise HTTPException(404, "no such file in this snapshot")
+        if state.redact and manifest.get("redacted") is not True:
+            raise HTTPException(403, "unredacted snapshots are not offered while redacting")
+        return FileResponse(
+            path,
+            filename=file,
+            content_disposition_type="attachment",
+            headers={"Content-Security-Policy": DOWNLOAD_CSP},
+        )
+
+    @app.get(
+        "/feeds/{subscription_id}.atom",
+        tags=["files"],
+        summary="A subscription's alerts as an Atom feed, newest first",
+        description="As the subscription's channels were told them (not redacted).",
+        response_class=Response,
+        responses={200: {"content": {"application/atom+xml": {}}}, 404: {}},
+    )
+    def feed(subscription_id: str) -> Response:
+        from alerts.feed import feed_document
+        from alerts.subscriptions import Subscription
+        from storage.outbox import subscription_rows
+
+        with state.engine.connect() as conn:
+            row = next((r for r in subscription_rows(conn) if r.id == subscription_id), None)
+            if row is None:
+                raise HTTPException(404, "no such subscription")
+            document = feed_document(conn, Subscription.from_dict(row.data))
+        return Response(document, media_type="application/atom+xml")
+
+    # -- JSON API -------------------------------------------------------------------------------
+
+    @app.get(
+        "/api/sources",
+        tags=["api"],
+        summary="Sources and their lists, with entries by status and the last healthy run",
+        response_model=list[SourceSummary],
+    )
+    def api_sources() -> list[SourceSummary]:
+        with state.engine.connect() as conn:
+            return source_summaries(conn)
+
+    @app.get(
+        "/api/lists/{list_id}/entries",
+        tags=["api"],
+        summary="A list's entries on a date (now by default): searched, filtered, paged",
+        response_model=EntriesPage,
+    )
+    def api_entries(
+        list_id: str,
+        q: str | None = Query(None, description="name, USCC or case number (substring)"),
+        status: str = Query(
+            "", description="'' (active and expired), active, expired, removed or all"
+        ),
+        decided_from: str | None = Query(
+            None, alias="from", description="decided_on ≥, YYYY-MM-DD"
+        ),
+        decided_to: str | None = Query(None, alias="to", description="decided_on ≤, YYYY-MM-DD"),
+        as_of: str | None = Query(None, description="the list on this date, YYYY-MM-DD"),
+        page: int = Query(1, ge=1),
+        per_page: int = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE),
+    ) -> EntriesPage:
+        return entries(list_id, q, status, decided_from, decided_to, as_of, page, per_page)
+
+    @app.get(
+        "/api/entities/{entity_id}",
+        tags=["api"],
+        summary="An entity's entries in every list and its events over time",
+        response_model=EntityAnswer,
+    )
+    def api_entity(entity_id: str) -> EntityAnswer:
+        return entity(entity_id)
+
+    @app.get(
+        "/api/snapshots",
+        tags=["api"],
+        summary="The snapshots offered, each with its manifest and download URLs",
+        response_model=list[SnapshotInfo],
+    )
+    def api_snapshots() -> list[SnapshotInfo]:
+        return snapshots()
+
+    def archived(sha: str) -> Any:
+        if not SHA_RE.fullmatch(sha):
+            raise HTTPException(404, "give 6 to 64 hex digits of a sha256")
+        if state.redact:
+            raise HTTPException(
+                403,
+                "archived raw responses are not served while redacting: they contain "
+                "persons' full names and ID numbers",
+            )
+        try:
+            with state.engine.connect() as conn:
+                return get_response(conn, sha)
+        except NotArchived as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    return app
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _registry() -> dict[str, SourceDef]:
+    return {source_id: get_source(source_id) for source_id in load_registry()}
+
+
+def _vouches(conn: Connection, src: SourceDef) -> dict[str, Vouch]:
+    from storage.asof import vouching_runs
+
+    return vouching_runs(conn, src.id, src.list_ids)
+
+
+def find_list(list_id: str) -> tuple[SourceDef, ListDef]:
+    source_id = list_id.split(".", 1)[0]
+    try:
+        src = get_source(source_id)
+    except RegistryError:
+        raise HTTPException(404, f"no list {list_id!r}") from None
+    for lst in src.lists:
+        if lst.id == list_id:
+            return src, lst
+    raise HTTPException(404, f"no list {list_id!r}")
+
+
+def run_ref(vouch: Vouch | None) -> RunRef | None:
+    if vouch is None:
+        return None
+    return RunRef(
+        run_id=vouch.run_id,
+        seq=vouch.seq,
+        at=vouch.at,
+        date=run_date(vouch.at),
+        run_state=vouch.run_state,
+        list_health=vouch.health,
+    )
+
+
+def parse_date(value: str | None, name: str) -> date | None:
+    """A date parameter: empty (as GET forms send it) is none; anything but YYYY-MM-DD is 422."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise HTTPException(422, f"{name} takes a date, YYYY-MM-DD (got {value!r})") from None
+
+
+def with_params(request: Request, **changes: Any) -> str:
+    """This page's path and query with some parameters replaced (None removes one)."""
+    params = dict(request.query_params)
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    query = urlencode(params)
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+
+
+def header(headers: list[list[str]], name: str) -> str | None:
+    return next((value for key, value in headers if key.lower() == name), None)
+
+
+def body_kind(content_type: str, body: bytes) -> str:
+    """``html``, ``text`` (shown as escaped text) or ``binary`` (offered as a download)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if "html" in kind or (not kind and body.lstrip()[:1] == b"<"):
+        return "html"
+    if kind.startswith("text/") or kind.endswith(("json", "xml", "javascript")):
+        return "text"
+    return "binary"
+
+
+def decode(body: bytes, content_type: str) -> str:
+    """The body as text, in the charset the response declared (header or ``<meta>``)."""
+    from w3lib.encoding import html_to_unicode
+
+    _, text = html_to_unicode(content_type or None, body)
+    return text
+
+
+def redact_person(
+    records: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A person's records and events redacted by ``pipeline.redact``, then every full name and
+    masked ID number any of them carried scrubbed from all of them (an event or a record may
+    quote a spelling or a number another one holds)."""
+    names = {str(r.get("entity_name") or "").strip() for r in records}
+    names |= {str(e.get("entity_name") or "").strip() for e in events}
+    masked = {str(r.get("id_number_masked") or "").strip() for r in records}
+    redacted_records = []
+    for record in records:
+        out = redact_record({**record, "entity_type": PERSON})
+        out["entity_type"] = record.get("entity_type")
+        redacted_records.append(out)
+    redacted_events = [redact_event(event, PERSON) for event in events]
+    replacements = sorted(
+        [(m, "") for m in masked if m] + [(n, short_name(n)) for n in names if len(n) > 1],
+        key=lambda pair: -len(pair[0]),
+    )
+    return _scrub(redacted_records, replacements), _scrub(redacted_events, replacements)
+
+
+def _scrub(value: Any, replacements: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str):
+        for old, new in replacements:
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        return {key: _scrub(item, replacements) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item, replacements) for item in value]
+    return value
+
+
+def serve(*, host: str, port: int, snapshots_dir: Path | None, redact: bool) -> None:
+    """Serve the app with uvicorn until interrupted (``creditwatch serve``)."""
+    import uvicorn
+
+    app = create_app(snapshots_dir=snapshots_dir, redact=redact)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
