@@ -125,6 +125,7 @@ class SourceDef:
     announcements: AnnouncementDef | None = None
     delist_after: int = 2  # consecutive healthy absences before `disappeared`
     failing_after: int = 3  # SCHEMA.md's K: unhealthy runs in a row before the source is failing
+    jitter: int = 0  # seconds; each scheduled run starts up to this much later, at random
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def list(self, ref: str) -> ListDef:
@@ -199,6 +200,7 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
         announcements=_announcements(data.get("announcements"), lists, where),
         delist_after=_count(data.get("delist_after", 2), "delist_after", where, minimum=1),
         failing_after=_count(data.get("failing_after", 3), "failing_after", where, minimum=1),
+        jitter=_count(schedule.get("jitter", 0), "schedule.jitter", where, minimum=0),
         raw=data,
     )
 

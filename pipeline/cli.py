@@ -728,11 +728,11 @@ def feed(
     out.print(f"wrote {out_path}")
 
 
-# --- operations: run health and held delistings (each in its own module) ----------------------
+# --- operations: run health, held delistings, the scheduler (each in its own module) ---
 
-from pipeline import cli_health, cli_pending  # noqa: E402  (they use the helpers above)
+from pipeline import cli_health, cli_pending, cli_schedule  # noqa: E402  (use helpers above)
 
-for _module in (cli_health, cli_pending):
+for _module in (cli_health, cli_pending, cli_schedule):
     _module.register(app)
 
 

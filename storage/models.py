@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Float, Index, LargeBinary, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import JSONType, UTCDateTime
@@ -349,3 +349,14 @@ class Alert(SQLModel, table=True):
     delivered_at: datetime | None = _time()
     receipt: str | None = None
     last_error: str | None = None
+
+
+class SchedulerJob(SQLModel, table=True):
+    """APScheduler's job store (``SQLAlchemyJobStore``), declared here so migrations own it:
+    one row per scheduled job, its pickled state and its next run (epoch seconds, UTC)."""
+
+    __tablename__ = "scheduler_jobs"
+
+    id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
+    next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
+    job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, and_, case, func, select, update
 from sqlalchemy.engine import Connection, Row
 
 from crawlers.registry import SourceDef
-from storage.models import Fetch, ListPage, Run, RunList, RunRecord, Source
+from storage.models import Fetch, ListPage, Run, RunList, RunRecord, RunRemoval, Source
 from storage.sql import insert_ignore
 
 RUNS = Run.__table__
@@ -21,6 +21,7 @@ SOURCES = Source.__table__
 FETCHES = Fetch.__table__
 LIST_PAGES = ListPage.__table__
 STAGED = RunRecord.__table__
+STAGED_REMOVALS = RunRemoval.__table__
 
 
 class UnknownRun(LookupError):
@@ -224,12 +225,17 @@ def finish_run(conn: Connection, run_id: str, **values: Any) -> None:
     conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(**values))
 
 
-def fail_run(engine: Engine, run_id: str, state: str, error: str, at: datetime) -> None:
-    """Close a run that never reached change detection; its staged rows are dropped."""
+def fail_run(engine: Engine, run_id: str, state: str, error: str, at: datetime) -> bool:
+    """Close a run that never reached change detection, dropping its staged rows in the same
+    transaction; False (and nothing dropped) when the run was no longer ``running``."""
     with engine.begin() as conn:
-        conn.execute(STAGED.delete().where(STAGED.c.run_id == run_id))
-        conn.execute(
+        closed = conn.execute(
             update(RUNS)
             .where(RUNS.c.run_id == run_id, RUNS.c.state == "running")
             .values(state=state, error=error, ended_at=at)
-        )
+        ).rowcount
+        if closed != 1:
+            return False
+        conn.execute(STAGED.delete().where(STAGED.c.run_id == run_id))
+        conn.execute(STAGED_REMOVALS.delete().where(STAGED_REMOVALS.c.run_id == run_id))
+    return True

@@ -1,0 +1,727 @@
+"""The scheduler daemon behind ``creditwatch schedule``: every source crawled on its registry
+schedule, alerts delivered on theirs, with APScheduler 3 keeping the jobs in the project
+database.
+
+Jobs. One job per source, ``crawl:<source>``, on the source's cron expression in its own
+time zone (``schedule.timezone``, Asia/Shanghai unless declared) with its ``jitter`` seconds,
+plus ``alerts:send``: one pass of ``alerts.sender.send_pending`` (bundle the digests whose
+window closed, deliver what is due), every ``alerts_every`` seconds and as soon as a run raised
+events. The job functions are module-level (``crawl_job``, ``alerts_job``) and take plain
+arguments, so the jobs pickle into the job store: the ``scheduler_jobs`` table of the project
+database (SQLAlchemyJobStore), which keeps each job's next run time across restarts.
+
+Reconciling. On start the registry is read again and compared with the stored jobs
+(``plan``/``reconcile``): a source without a job gets one; a job whose trigger changed
+(cron, time zone, jitter, interval) is replaced and gets a new next run time; a job whose
+crawl options changed (replay cassette, Scrapy settings, delist-after) keeps its next run
+time; an unchanged job is left as stored; a job whose source is gone (or not selected) is
+removed.
+
+Overlap. Every job has ``max_instances=1`` (a trigger firing while its source is still
+crawling is skipped), ``coalesce=True`` (runs missed while the daemon was down become one)
+and a misfire grace period (a run missed by more than that is skipped, not run late). Before
+crawling, a job also asks the database: a run of the source still ``running`` whose process
+is alive (another daemon, a manual ``creditwatch crawl``) means this trigger is skipped; one
+whose process is gone is marked ``aborted`` first.
+
+Crashes. A crawl writes only its own rows until change detection merges them in one
+transaction, so a crawl killed mid-run leaves no records or events, only a run stuck in
+``running`` and its staged rows. At start-up every ``running`` run of this host whose process
+is gone is marked ``aborted`` and its staging dropped (``storage/daemon.py``).
+
+Stopping. SIGTERM (or SIGINT, or the end of ``run_for``) stops new runs from starting and
+waits up to ``stop_timeout`` seconds for the crawls in progress to finish; a second signal, or
+the timeout, stops their processes (SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds) and
+their runs end ``aborted``.
+
+Tests and demos. ``replay_dir`` replays ``DIR/<source>.yaml`` on every run instead of the live
+site (only sources with a cassette there are scheduled); ``interval`` replaces every cron
+expression with "every N seconds" (no jitter); ``settings`` pass Scrapy settings to every
+crawl (``DOWNLOAD_DELAY=0.2`` slows a replay down); ``run_for`` stops the daemon after N
+seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Row
+
+from crawlers.registry import SourceDef, load_registry
+from storage.daemon import abort_dead_runs, latest_runs, running_runs, this_host
+from storage.engine import database_url, get_engine, upgrade
+from storage.models import SchedulerJob
+
+log = logging.getLogger("creditwatch.schedule")
+
+JOBS_TABLE = SchedulerJob.__tablename__
+CRAWL_FUNC = "pipeline.daemon:crawl_job"
+ALERTS_FUNC = "pipeline.daemon:alerts_job"
+ALERTS_JOB = "alerts:send"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a stop cannot wait
+
+
+class DaemonError(ValueError):
+    """The schedule cannot be built: an unknown source, a bad cron expression, bad options."""
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    sources: tuple[str, ...] = ()  # empty: every source of the registry
+    replay_dir: Path | None = None  # replay DIR/<source>.yaml instead of the live site
+    interval: float | None = None  # seconds; replaces every cron expression
+    delist_after: int | None = None  # None: the source's own
+    settings: dict[str, str] = field(default_factory=dict)  # Scrapy settings for every crawl
+    alerts_every: float = 300.0  # seconds between alert passes; 0: no alerts job
+    misfire_grace: int = 3600  # seconds a missed run may start late
+    workers: int = 4  # crawls (of different sources) at once
+    stop_timeout: float = 900.0  # seconds a stop waits for crawls in progress
+    run_for: float | None = None  # stop after this many seconds
+    timezone: str = DEFAULT_TIMEZONE  # the scheduler's, and the alerts job's
+
+    def __post_init__(self) -> None:
+        if self.interval is not None and self.interval <= 0:
+            raise DaemonError("--interval must be positive")
+        if self.alerts_every < 0:
+            raise DaemonError("--alerts-every must be 0 (no alerts job) or positive")
+        if self.misfire_grace < 1:
+            raise DaemonError("--misfire-grace must be at least 1 second")
+        if self.workers < 1:
+            raise DaemonError("--workers must be at least 1")
+        if self.delist_after is not None and self.delist_after < 1:
+            raise DaemonError("--delist-after must be at least 1")
+        if self.replay_dir is not None and not self.replay_dir.is_dir():
+            raise DaemonError(f"replay directory {self.replay_dir} does not exist")
+        _zone(self.timezone)
+
+
+# --- triggers -------------------------------------------------------------------------------
+
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_APS_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # APScheduler's order
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError) as exc:
+        raise DaemonError(f"unknown time zone {name!r}") from exc
+
+
+def _cron_day(text: str) -> int:
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    if text.lower()[:3] in _CRON_DAYS:
+        return _CRON_DAYS.index(text.lower()[:3])
+    raise ValueError(f"bad day of week {text!r}")
+
+
+def crontab_weekdays(field_: str) -> str:
+    """A crontab day-of-week field (0 or 7 is Sunday) as APScheduler 3 names. APScheduler 3's
+    own numbers start at Monday, so ``CronTrigger.from_crontab("0 9 * * 1")`` fires on
+    Tuesdays; names mean the same in both."""
+    if field_ == "*":
+        return "*"
+    days: set[int] = set()
+    for part in field_.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            low, high = 0, 6
+        elif "-" in span:
+            low, high = (_cron_day(end) for end in span.split("-", 1))
+        else:
+            low = _cron_day(span)
+            high = 6 if step_text else low
+        if high < low or step < 1:
+            raise ValueError(f"bad day-of-week range {part!r}")
+        days.update(day % 7 for day in range(low, high + 1, step))
+    if len(days) == 7:
+        return "*"
+    return ",".join(name for name in _APS_DAYS if _CRON_DAYS.index(name) in days)
+
+
+def crontab_trigger(expr: str, timezone: str, jitter: int | None = None) -> BaseTrigger:
+    """A trigger firing as cron(8) would fire ``expr`` (minute hour day month weekday) in
+    ``timezone``, each run delayed by up to ``jitter`` random seconds. As in cron, when both
+    day of month and day of week are restricted, either one matching is enough."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise DaemonError(f"cron expression {expr!r} needs 5 fields, has {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    zone = _zone(timezone)
+    try:
+        common = {"minute": minute, "hour": hour, "month": month, "timezone": zone}
+        days = crontab_weekdays(weekday)
+        if not day.startswith("*") and not weekday.startswith("*"):
+            return OrTrigger(
+                [CronTrigger(day=day, **common), CronTrigger(day_of_week=days, **common)],
+                jitter=jitter or None,
+            )
+        return CronTrigger(day=day, day_of_week=days, jitter=jitter or None, **common)
+    except ValueError as exc:
+        raise DaemonError(f"cron expression {expr!r}: {exc}") from exc
+
+
+# --- the jobs we want, and reconciling them with the stored ones ----------------------------
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job as the registry and the options want it. ``describe`` names the trigger; a
+    stored job whose name differs has another trigger and is replaced."""
+
+    id: str
+    func: str
+    args: tuple[Any, ...]
+    trigger: BaseTrigger = field(compare=False)
+    describe: str
+    timezone: str
+    misfire_grace: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.id} [{self.describe}]"
+
+    def matches(self, job: Job) -> bool:
+        return self.name == job.name and self.func == job.func_ref
+
+    def same_settings(self, job: Job) -> bool:
+        return (
+            tuple(job.args) == self.args
+            and job.misfire_grace_time == self.misfire_grace
+            and job.coalesce is True
+            and job.max_instances == 1
+        )
+
+
+def cassette_for(replay_dir: Path, source_id: str) -> Path | None:
+    for suffix in (".yaml", ".yml"):
+        path = replay_dir / f"{source_id}{suffix}"
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def desired_jobs(sources: Iterable[SourceDef], options: DaemonOptions) -> list[JobSpec]:
+    """The jobs ``options`` want for ``sources`` (the registry's, normally)."""
+    sources = list(sources)
+    known = {source.id for source in sources}
+    unknown = [sid for sid in options.sources if sid not in known]
+    if unknown:
+        raise DaemonError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    jobs = []
+    for source in sources:
+        if options.sources and source.id not in options.sources:
+            continue
+        crawl: dict[str, Any] = {
+            "mode": "live",
+            "cassette": None,
+            "delist_after": options.delist_after,
+            "settings": dict(sorted(options.settings.items())),
+        }
+        if options.replay_dir is not None:
+            cassette = cassette_for(options.replay_dir, source.id)
+            if cassette is None:
+                continue
+            crawl.update(mode="replay", cassette=str(cassette))
+        timezone = source.timezone or DEFAULT_TIMEZONE
+        if options.interval:
+            trigger: BaseTrigger = IntervalTrigger(
+                seconds=options.interval, timezone=_zone(timezone)
+            )
+            describe = f"every {options.interval:g}s"
+        else:
+            jitter = source.jitter
+            try:
+                trigger = crontab_trigger(source.cron, timezone, jitter)
+            except DaemonError as exc:
+                raise DaemonError(f"source {source.id}: {exc}") from None
+            describe = f"cron {source.cron} {timezone}" + (f" jitter {jitter}s" if jitter else "")
+        jobs.append(
+            JobSpec(
+                id=f"crawl:{source.id}",
+                func=CRAWL_FUNC,
+                args=(source.id, crawl),
+                trigger=trigger,
+                describe=describe,
+                timezone=timezone,
+                misfire_grace=options.misfire_grace,
+            )
+        )
+    if options.alerts_every:
+        jobs.append(
+            JobSpec(
+                id=ALERTS_JOB,
+                func=ALERTS_FUNC,
+                args=(),
+                trigger=IntervalTrigger(
+                    seconds=options.alerts_every, timezone=_zone(options.timezone)
+                ),
+                describe=f"every {options.alerts_every:g}s",
+                timezone=options.timezone,
+                misfire_grace=max(1, int(options.alerts_every)),
+            )
+        )
+    return jobs
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    id: str
+    action: str  # keep · update (options only; next run kept) · add · replace · remove
+    spec: JobSpec | None
+    job: Job | None
+
+    def next_run(self, now: datetime) -> datetime | None:
+        """When the job runs next: as stored, or as its new trigger would have it."""
+        if self.action in ("keep", "update") and self.job is not None:
+            return self.job.next_run_time
+        if self.action in ("add", "replace") and self.spec is not None:
+            return self.spec.trigger.get_next_fire_time(None, now)
+        return None
+
+
+def plan(stored: Iterable[Job], desired: Iterable[JobSpec]) -> list[PlanItem]:
+    """What reconciling ``stored`` jobs with ``desired`` ones does, job by job."""
+    by_id = {job.id: job for job in stored}
+    items = []
+    for spec in desired:
+        job = by_id.pop(spec.id, None)
+        if job is None:
+            action = "add"
+        elif not spec.matches(job):
+            action = "replace"
+        elif not spec.same_settings(job):
+            action = "update"
+        else:
+            action = "keep"
+        items.append(PlanItem(spec.id, action, spec, job))
+    items += [PlanItem(job.id, "remove", None, job) for job in by_id.values()]
+    return items
+
+
+def reconcile(scheduler: BackgroundScheduler, desired: Iterable[JobSpec]) -> list[PlanItem]:
+    """Make the scheduler's stored jobs what ``desired`` says; the scheduler must be started
+    (paused is best: nothing runs half-way through)."""
+    items = plan(scheduler.get_jobs(), desired)
+    for item in items:
+        spec = item.spec
+        if item.action == "remove":
+            scheduler.remove_job(item.id)
+        elif item.action in ("add", "replace") and spec is not None:
+            scheduler.add_job(
+                spec.func,
+                trigger=spec.trigger,
+                id=spec.id,
+                name=spec.name,
+                args=spec.args,
+                misfire_grace_time=spec.misfire_grace,
+                coalesce=True,
+                max_instances=1,
+                replace_existing=True,
+            )
+        elif item.action == "update" and spec is not None:
+            scheduler.modify_job(
+                spec.id,
+                args=spec.args,
+                misfire_grace_time=spec.misfire_grace,
+                coalesce=True,
+                max_instances=1,
+            )
+    return items
+
+
+def build_scheduler(url: str, options: DaemonOptions) -> BackgroundScheduler:
+    return BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=get_engine(url), tablename=JOBS_TABLE)},
+        executors={"default": ThreadPoolExecutor(options.workers)},
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": options.misfire_grace,
+        },
+        timezone=_zone(options.timezone),
+    )
+
+
+@contextlib.contextmanager
+def paused_scheduler(url: str, options: DaemonOptions) -> Iterator[BackgroundScheduler]:
+    """A scheduler over the stored jobs that runs none of them (for reading and reconciling)."""
+    scheduler = build_scheduler(url, options)
+    scheduler.start(paused=True)
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def schedule_rows(
+    options: DaemonOptions,
+    *,
+    url: str | None = None,
+    sources: Iterable[SourceDef] | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """``schedule --list``: every job the daemon would hold if started with ``options``, with
+    its next run in its time zone, its trigger, and what starting would change (``status``)."""
+    url = url or database_url()
+    upgrade(url)
+    desired = desired_jobs(load_registry().values() if sources is None else sources, options)
+    with paused_scheduler(url, options) as scheduler:
+        items = plan(scheduler.get_jobs(), desired)
+        now = now or datetime.now(_zone(options.timezone))
+        with get_engine(url).connect() as conn:
+            last = latest_runs(conn)
+        rows = []
+        for item in items:
+            spec, job = item.spec, item.job
+            zone = _zone(spec.timezone if spec else options.timezone)
+            next_run = item.next_run(now)
+            source = spec.args[0] if spec and spec.args else None
+            run = last.get(source) if source else None
+            crawl = spec.args[1] if spec and len(spec.args) > 1 else {}
+            rows.append(
+                {
+                    "id": item.id,
+                    "next_run": (
+                        next_run.astimezone(zone).isoformat(timespec="seconds")
+                        if next_run
+                        else None
+                    ),
+                    "trigger": spec.describe if spec else (job.name if job else None),
+                    "status": {
+                        "keep": "stored",
+                        "update": "stored, options change at start",
+                        "add": "new at start",
+                        "replace": "trigger changes at start",
+                        "remove": "removed at start",
+                    }[item.action],
+                    "mode": crawl.get("mode"),
+                    "cassette": crawl.get("cassette"),
+                    "last_run": f"{run.run_id} {run.state}" if run is not None else None,
+                }
+            )
+    return rows
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _proc(pid: int, name: str) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return None
+
+
+def process_alive(run: Row[Any]) -> bool:
+    """Whether the process recorded for ``run`` may still be working on it. The pid is the
+    crawl process's (or, for a moment, the process that created the run). A pid that no longer
+    exists, a zombie, a crawl process of another run (a reused pid), or this very process
+    (a run left by an earlier process with the same pid) are all gone."""
+    pid = run.pid
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    stat, cmdline = _proc(pid, "stat"), _proc(pid, "cmdline")
+    if stat is not None and stat.rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"]):
+        return False
+    if cmdline is not None:
+        args = cmdline.split(b"\0")
+        if any(arg.startswith(b"CW_RUN_ID=") for arg in args):
+            return f"CW_RUN_ID={run.run_id}".encode() in args
+    return True
+
+
+def _parent_of(pid: int) -> int | None:
+    stat = _proc(pid, "stat")
+    if stat is None:
+        return None
+    return int(stat.rsplit(b")", 1)[-1].split()[1])
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+# --- the jobs -------------------------------------------------------------------------------
+
+_current: Daemon | None = None  # the daemon of this process, for its jobs
+
+
+def run_source(
+    url: str,
+    source_id: str,
+    options: dict[str, Any],
+    *,
+    stopping: threading.Event | None = None,
+) -> str | None:
+    """One scheduled crawl of ``source_id``, unless a live run of it is in progress; returns
+    the new run's id, or None when skipped."""
+    from pipeline.run import CrawlSpec, crawl
+
+    engine = get_engine(url)
+    for run_id in abort_dead_runs(
+        engine, process_alive, source=source_id, why="marked aborted before the next run"
+    ):
+        log.warning("run %s had lost its process: marked aborted", run_id)
+    with engine.connect() as conn:
+        busy = running_runs(conn, source=source_id)
+    if busy:
+        run = busy[-1]
+        log.warning(
+            "%s: skipped, run %s is still running (pid %s on %s)",
+            source_id,
+            run.run_id,
+            run.pid,
+            run.host,
+        )
+        return None
+    if stopping is not None and stopping.is_set():
+        return None
+    spec = CrawlSpec(
+        source=source_id,
+        mode=options.get("mode") or "live",
+        cassette=Path(options["cassette"]) if options.get("cassette") else None,
+        delist_after=options.get("delist_after"),
+        settings=dict(options.get("settings") or {}),
+    )
+    log.info("%s: crawl starting (%s)", source_id, spec.mode)
+    run_id = crawl(spec, url=url)
+    with engine.connect() as conn:
+        from storage.runs import get_run
+
+        run = get_run(conn, run_id)
+    log.info(
+        "run %s %s: pages %s, records %s, events %s%s",
+        run_id,
+        run.state,
+        run.pages,
+        run.records,
+        run.events,
+        f" ({run.error})" if run.error else "",
+    )
+    return run_id
+
+
+def crawl_job(source_id: str, options: dict[str, Any]) -> str | None:
+    """The ``crawl:<source>`` job (APScheduler calls it by reference from the job store)."""
+    if _current is None:
+        return run_source(database_url(), source_id, options)
+    return _current.run_source(source_id, options)
+
+
+def alerts_job() -> dict[str, int]:
+    """The ``alerts:send`` job: the library call behind ``creditwatch alerts send``."""
+    from alerts.sender import send_pending
+
+    url = _current.url if _current is not None else database_url()
+    report = dict(send_pending(get_engine(url)))
+    if any(report.values()):
+        log.info(
+            "alerts: delivered %s, retry later %s, failed %s, digests bundled %s",
+            report.get("delivered", 0),
+            report.get("retry", 0),
+            report.get("failed", 0),
+            report.get("digests", 0),
+        )
+    return report
+
+
+# --- the daemon -----------------------------------------------------------------------------
+
+
+class Daemon:
+    """One scheduler process. ``serve()`` runs it until a signal or ``run_for``; tests can
+    drive ``start()``/``stop()`` themselves."""
+
+    def __init__(
+        self,
+        options: DaemonOptions,
+        *,
+        url: str | None = None,
+        sources: Iterable[SourceDef] | None = None,
+    ) -> None:
+        self.options = options
+        self.url = url or database_url()
+        self.sources = list(sources) if sources is not None else None
+        self.scheduler: BackgroundScheduler | None = None
+        self.stopping = threading.Event()  # no new crawls
+        self.forced = threading.Event()  # and stop the ones in progress
+        self._active: dict[str, float] = {}  # source → when its crawl started
+        self._changed = threading.Condition()
+
+    # jobs call these (from the executor's threads)
+
+    def run_source(self, source_id: str, options: dict[str, Any]) -> str | None:
+        if self.stopping.is_set():
+            return None
+        with self._changed:
+            self._active[source_id] = time.monotonic()
+        try:
+            run_id = run_source(self.url, source_id, options, stopping=self.stopping)
+        finally:
+            with self._changed:
+                self._active.pop(source_id, None)
+                self._changed.notify_all()
+        if run_id is not None:
+            self._wake_alerts(run_id)
+        return run_id
+
+    def _wake_alerts(self, run_id: str) -> None:
+        """A run that raised events brings the next alerts pass forward to now."""
+        from storage.runs import get_run
+
+        with get_engine(self.url).connect() as conn:
+            if not get_run(conn, run_id).events:
+                return
+        scheduler = self.scheduler
+        if scheduler is None or self.stopping.is_set():
+            return
+        with contextlib.suppress(Exception):  # no alerts job, or the scheduler is stopping
+            scheduler.modify_job(
+                ALERTS_JOB, next_run_time=datetime.now(_zone(self.options.timezone))
+            )
+
+    @property
+    def active(self) -> list[str]:
+        with self._changed:
+            return sorted(self._active)
+
+    # lifecycle
+
+    def start(self) -> list[PlanItem]:
+        """Close runs left by dead processes, reconcile the jobs, start scheduling."""
+        global _current
+        upgrade(self.url)
+        engine = get_engine(self.url)
+        for run_id in abort_dead_runs(
+            engine, process_alive, why="found running when the scheduler started"
+        ):
+            log.warning("run %s was left running by a process that is gone: marked aborted", run_id)
+        with engine.connect() as conn:
+            for run in running_runs(conn):
+                log.info("run %s is still running (pid %s on %s)", run.run_id, run.pid, run.host)
+        sources = self.sources if self.sources is not None else load_registry().values()
+        desired = desired_jobs(sources, self.options)
+        if not any(spec.func == CRAWL_FUNC for spec in desired):
+            log.warning("no source to schedule")
+        self.scheduler = build_scheduler(self.url, self.options)
+        self.scheduler.start(paused=True)
+        _current = self
+        items = reconcile(self.scheduler, desired)
+        now = datetime.now(_zone(self.options.timezone))
+        for item in items:
+            next_run = item.next_run(now)
+            zone = _zone(item.spec.timezone) if item.spec else None
+            log.info(
+                "job %s: %s%s",
+                item.id,
+                item.action,
+                f", next run {next_run.astimezone(zone).isoformat(timespec='seconds')}"
+                if next_run and zone
+                else "",
+            )
+        self.scheduler.resume()
+        return items
+
+    def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
+        """First call: stop starting crawls and let the running ones finish. Second: stop them."""
+        if self.stopping.is_set():
+            log.warning("stopping now: crawls in progress are stopped and marked aborted")
+            self.forced.set()
+        else:
+            name = signal.Signals(signum).name if signum else "stop"
+            log.info(
+                "%s: no new crawls; waiting up to %gs for %s (signal again to stop them now)",
+                name,
+                self.options.stop_timeout,
+                ", ".join(self.active) or "nothing",
+            )
+        self.stopping.set()
+
+    def stop(self) -> None:
+        """Stop scheduling, wait for the crawls in progress (up to ``stop_timeout``, or until
+        ``forced``), stop those left, and shut the scheduler down."""
+        self.stopping.set()
+        scheduler = self.scheduler
+        if scheduler is not None and scheduler.running:
+            scheduler.pause()
+        deadline = time.monotonic() + self.options.stop_timeout
+        with self._changed:
+            while self._active and not self.forced.is_set() and time.monotonic() < deadline:
+                self._changed.wait(0.2)
+        if self.active:
+            self._stop_crawls()
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=True)
+        global _current
+        if _current is self:
+            _current = None
+        log.info("scheduler stopped")
+
+    def _stop_crawls(self) -> None:
+        """Stop the crawl processes of this daemon's runs in progress: SIGTERM (Scrapy closes
+        the run as aborted), SIGKILL after ``KILL_GRACE`` seconds (``crawl`` marks it)."""
+        sent: dict[int, float] = {}
+        give_up = time.monotonic() + KILL_GRACE + 30
+        while self.active and time.monotonic() < give_up:
+            with get_engine(self.url).connect() as conn:
+                runs = [r for r in running_runs(conn, host=this_host()) if r.source in self.active]
+            for run in runs:
+                pid = run.pid
+                if not pid or pid == os.getpid() or _parent_of(pid) not in (os.getpid(), None):
+                    continue
+                if pid not in sent:
+                    log.warning("stopping run %s (pid %s)", run.run_id, pid)
+                    _signal(pid, signal.SIGTERM)
+                    sent[pid] = time.monotonic()
+                elif time.monotonic() - sent[pid] > KILL_GRACE:
+                    _signal(pid, signal.SIGKILL)
+            with self._changed:
+                self._changed.wait(0.3)
+
+    def serve(self) -> int:
+        """Run until SIGTERM/SIGINT or ``run_for``; the main thread only waits."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.request_stop)
+        self.start()
+        log.info(
+            "scheduler running (pid %s, %s); SIGTERM stops it",
+            os.getpid(),
+            ", ".join(job.id for job in self.scheduler.get_jobs()) or "no jobs",  # type: ignore[union-attr]
+        )
+        ends = time.monotonic() + self.options.run_for if self.options.run_for else None
+        while not self.stopping.wait(0.2):
+            if ends is not None and time.monotonic() >= ends:
+                log.info("--run-for elapsed")
+                self.request_stop()
+        self.stop()
+        return 0
