@@ -23,8 +23,10 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, case, func, select, type_coerce
+import orjson
+from sqlalchemy import LargeBinary, String, Text, and_, case, cast, func, select, type_coerce
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement
 
 from crawlers.registry import get_source
 from storage.models import Event, Record, RecordHistory, Run, RunList
@@ -164,12 +166,65 @@ def iter_rows(
     include_removed: bool = False,
 ) -> Iterator[Row]:
     """``iter_list`` before the records are assembled (writers that want columns)."""
+    hist = HISTORY.c
+    for (data,), status, first_seen, last_seen in _versions(
+        conn, list_id, vouch, (hist.data,), announced=announced, include_removed=include_removed
+    ):
+        yield Row(data, status, first_seen, last_seen)
+    if include_removed and not announced:
+        later = status_events(conn, list_id, vouch.seq)
+        yield from _removed_by_then(conn, list_id, vouch, later)
+
+
+class JsonRow(NamedTuple):
+    """``Row`` with ``data`` still the database's JSON (UTF-8 bytes) and its ``extra`` apart,
+    for writers that hand the bytes straight to a columnar JSON reader instead of decoding."""
+
+    data: bytes
+    extra: str | None  # the JSON text of data["extra"]; None or "null" when it has none
+    status: str
+    first_seen: datetime
+    last_seen: datetime
+
+    def decoded(self) -> Row:
+        return Row(orjson.loads(self.data), self.status, self.first_seen, self.last_seen)
+
+
+def iter_json_rows(
+    conn: Connection, list_id: str, vouch: Vouch, *, announced: bool
+) -> Iterator[JsonRow]:
+    """``iter_rows`` (without removed entries) with the values as JSON bytes."""
+    data = HISTORY.c.data
+    columns = (_json_bytes(conn, data), cast(data["extra"], Text))
+    for (text, extra), status, first_seen, last_seen in _versions(
+        conn, list_id, vouch, columns, announced=announced, include_removed=False
+    ):
+        yield JsonRow(text, extra, status, first_seen, last_seen)
+
+
+def _json_bytes(conn: Connection, column: Any) -> Any:
+    """A JSON column as UTF-8 bytes, as stored: no decoding to text and encoding back."""
+    if conn.dialect.name == "postgresql":
+        return func.convert_to(cast(column, Text), "UTF8")
+    return cast(column, LargeBinary)
+
+
+def _versions(
+    conn: Connection,
+    list_id: str,
+    vouch: Vouch,
+    columns: tuple[ColumnElement[Any], ...],
+    *,
+    announced: bool,
+    include_removed: bool,
+) -> Iterator[tuple[tuple[Any, ...], str, datetime, datetime]]:
+    """The version of each entry that run ``vouch`` shows, by ``record_key``: ``columns`` of
+    its history row, its status then, first and last seen."""
     hist, rec = HISTORY.c, RECORDS.c
     seq = vouch.seq
     query = (
         select(
             rec.record_key,
-            hist.data,
             hist.status,
             hist.first_run_seq,
             # Times as the driver gives them, parsed once per distinct value (a list of a
@@ -178,9 +233,12 @@ def iter_rows(
             type_coerce(
                 case((hist.last_run_seq >= seq, vouch.at), else_=hist.last_at), String
             ).label("last_seen"),
+            *columns,
         )
         .join(RECORDS, rec.id == hist.record_id)
-        .where(hist.list == list_id, hist.first_run_seq <= seq)
+        # records.list is the history's list too; saying so lets the database walk the
+        # (list, record_key) index in order instead of sorting every row with its data
+        .where(rec.list == list_id, hist.list == list_id, hist.first_run_seq <= seq)
         .order_by(_by_key(conn, rec.record_key))
     )
     if announced:  # every entry announced by then, in its latest version
@@ -199,19 +257,16 @@ def iter_rows(
         )
     else:  # a database list shows what the run saw: the one version whose interval holds it
         query = query.where(hist.last_run_seq >= seq)
-    # Only announcement lists take status from events; database lists need them only to
-    # find the entries removed by then.
-    later = status_events(conn, list_id, seq) if announced or include_removed else {}
+    # Only announcement lists take status from events.
+    later = status_events(conn, list_id, seq) if announced else {}
     shown = (*SHOWN, "removed") if include_removed else SHOWN
     result = conn.execution_options(yield_per=BATCH).execute(query)
-    for key, data, status, first_run_seq, first_seen, last_seen in result:
+    for key, status, first_run_seq, first_seen, last_seen, *values in result:
         event = later.get(key)
-        if announced and event is not None and event[0] > first_run_seq:
+        if event is not None and event[0] > first_run_seq:
             status = event[1]
         if status in shown:
-            yield Row(data, status, utc(first_seen), utc(last_seen))
-    if include_removed and not announced:
-        yield from _removed_by_then(conn, list_id, vouch, later)
+            yield tuple(values), status, utc(first_seen), utc(last_seen)
 
 
 def _removed_by_then(
