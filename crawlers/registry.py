@@ -126,6 +126,7 @@ class SourceDef:
     delist_after: int = 2  # consecutive healthy absences before `disappeared`
     failing_after: int = 3  # SCHEMA.md's K: unhealthy runs in a row before the source is failing
     jitter: int = 0  # seconds; each scheduled run starts up to this much later, at random
+    watchlist: str | None = None  # what scheduled runs watch (watch lists): a file or "db:"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def list(self, ref: str) -> ListDef:
@@ -201,8 +202,15 @@ def parse_source(data: dict[str, Any]) -> SourceDef:
         delist_after=_count(data.get("delist_after", 2), "delist_after", where, minimum=1),
         failing_after=_count(data.get("failing_after", 3), "failing_after", where, minimum=1),
         jitter=_count(schedule.get("jitter", 0), "schedule.jitter", where, minimum=0),
+        watchlist=_watchlist(schedule.get("watchlist"), where),
         raw=data,
     )
+
+
+def _watchlist(value: Any, where: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise RegistryError(f"{where}: schedule.watchlist must be a file path or 'db:'")
+    return value
 
 
 def _count(value: Any, name: str, where: str, *, minimum: int) -> int:

@@ -239,6 +239,7 @@ def desired_jobs(sources: Iterable[SourceDef], options: DaemonOptions) -> list[J
             "cassette": None,
             "delist_after": options.delist_after,
             "settings": dict(sorted(options.settings.items())),
+            "watchlist": source.watchlist,
         }
         if options.replay_dir is not None:
             cassette = cassette_for(options.replay_dir, source.id)
@@ -512,6 +513,7 @@ def run_source(
         cassette=Path(options["cassette"]) if options.get("cassette") else None,
         delist_after=options.get("delist_after"),
         settings=dict(options.get("settings") or {}),
+        watchlist=options.get("watchlist"),
     )
     log.info("%s: crawl starting (%s)", source_id, spec.mode)
     run_id = crawl(spec, url=url)

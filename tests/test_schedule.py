@@ -56,6 +56,7 @@ class FakeSource:
     cron: str = "0 10 * * *"
     timezone: str = "Asia/Shanghai"
     jitter: int = 0
+    watchlist: str | None = None
 
 
 # --- triggers ---------------------------------------------------------------------------------
@@ -107,7 +108,10 @@ def test_cron_triggers_fire_in_the_sources_time_zone() -> None:
 
 def test_jitter_and_options_reach_the_jobs(tmp_path: Path) -> None:
     (tmp_path / "alpha.yaml").write_text("interactions: []\n")
-    sources = [FakeSource("alpha", jitter=600), FakeSource("beta", timezone="UTC")]
+    sources = [
+        FakeSource("alpha", jitter=600),
+        FakeSource("beta", timezone="UTC", watchlist="db:"),
+    ]
     jobs = {j.id: j for j in desired_jobs(sources, DaemonOptions(alerts_every=60))}
     assert set(jobs) == {"crawl:alpha", "crawl:beta", ALERTS_JOB}
     assert jobs["crawl:alpha"].trigger.jitter == 600
@@ -115,8 +119,9 @@ def test_jitter_and_options_reach_the_jobs(tmp_path: Path) -> None:
     assert jobs["crawl:beta"].timezone == "UTC"
     assert jobs["crawl:alpha"].args == (
         "alpha",
-        {"mode": "live", "cassette": None, "delist_after": None, "settings": {}},
+        {"mode": "live", "cassette": None, "delist_after": None, "settings": {}, "watchlist": None},
     )
+    assert jobs["crawl:beta"].args[1]["watchlist"] == "db:"
     replaying = desired_jobs(
         sources, DaemonOptions(replay_dir=tmp_path, interval=5, alerts_every=0)
     )
@@ -141,12 +146,15 @@ def test_registry_declares_each_sources_schedule() -> None:
             }
         )
 
-    declared = source({"cron": "15 2 * * 3", "timezone": "UTC", "jitter": 120})
+    declared = source({"cron": "15 2 * * 3", "timezone": "UTC", "jitter": 120, "watchlist": "db:"})
     assert (declared.cron, declared.timezone, declared.jitter) == ("15 2 * * 3", "UTC", 120)
+    assert declared.watchlist == "db:" and source({}).watchlist is None
     assert source({}).jitter == 0 and source({}).timezone == "Asia/Shanghai"
     for bad in (-1, 1.5, "600"):
         with pytest.raises(RegistryError, match="jitter"):
             source({"jitter": bad})
+    with pytest.raises(RegistryError, match="watchlist"):
+        source({"watchlist": ""})
     # every shipped source's cron expression and time zone make a trigger
     assert {job.id for job in desired_jobs(load_registry().values(), DaemonOptions())} == {
         *(f"crawl:{sid}" for sid in load_registry()),
@@ -320,12 +328,14 @@ def _env(url: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": url}
 
 
-def _daemon(url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
+def _daemon(
+    url: str, log: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     upgrade(url)  # the daemon would; done first so the test can poll the runs table at once
     with log.open("ab") as stream:
         return subprocess.Popen(
             [*CLI, *args],
-            env=_env(url),
+            env={**_env(url), **(env or {})},
             stdout=stream,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, like a service's cgroup
@@ -520,14 +530,7 @@ def test_a_run_with_events_brings_the_alerts_job_forward(
         log = tmp_path / "daemon.log"
         # the alerts job's own interval is an hour: only the run can bring it forward
         args = ("--replay-dir", str(replay_dir), "--interval", "1", "--alerts-every", "3600")
-        with log.open("ab") as stream:
-            daemon = subprocess.Popen(
-                [*CLI, *args],
-                env={**_env(sqlite_url), "CREDITWATCH_WEBHOOK_SECRET": secret},
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        daemon = _daemon(sqlite_url, log, *args, env={"CREDITWATCH_WEBHOOK_SECRET": secret})
         try:
             _until(lambda: len(hooked.applied) > 0, 90, "alerts delivered")
             time.sleep(1)
