@@ -23,7 +23,7 @@ from datetime import date
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -44,6 +44,7 @@ CHUNK = 5_000
 MANIFEST = "manifest.json"
 DICTIONARY = "data-dictionary.md"
 CENT = Decimal("0.01")
+T = TypeVar("T")
 
 # Parquet types: dates as dates, times as UTC instants, money as decimals of 2 places (fen),
 # lists as lists, ``extra`` as its JSON text (its keys differ by source).
@@ -108,8 +109,8 @@ def parquet_column(name: str, values: list[Any]) -> pa.Array:
     return pa.array(values, parquet_type(name))
 
 
-def _batches(items: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    batch: list[Row] = []
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
