@@ -67,9 +67,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Row
 
 from crawlers.registry import SourceDef, load_registry
-from storage.daemon import abort_dead_runs, latest_runs, running_runs, this_host
+from storage.daemon import abort_dead_runs, running_runs
 from storage.engine import database_url, get_engine, upgrade
 from storage.models import SchedulerJob
+from storage.runs import get_run, recent_runs, this_host
 
 log = logging.getLogger("creditwatch.schedule")
 
@@ -393,7 +394,11 @@ def schedule_rows(
         items = plan(scheduler.get_jobs(), desired)
         now = now or datetime.now(_zone(options.timezone))
         with get_engine(url).connect() as conn:
-            last = latest_runs(conn)
+            last = {
+                spec.args[0]: next(iter(recent_runs(conn, spec.args[0], limit=1)), None)
+                for spec in desired
+                if spec.func == CRAWL_FUNC
+            }
         rows = []
         for item in items:
             spec, job = item.spec, item.job
@@ -483,9 +488,9 @@ def run_source(
     options: dict[str, Any],
     *,
     stopping: threading.Event | None = None,
-) -> str | None:
+) -> Row[Any] | None:
     """One scheduled crawl of ``source_id``, unless a live run of it is in progress; returns
-    the new run's id, or None when skipped."""
+    the finished run, or None when skipped."""
     from pipeline.run import CrawlSpec, crawl
 
     engine = get_engine(url)
@@ -518,8 +523,6 @@ def run_source(
     log.info("%s: crawl starting (%s)", source_id, spec.mode)
     run_id = crawl(spec, url=url)
     with engine.connect() as conn:
-        from storage.runs import get_run
-
         run = get_run(conn, run_id)
     log.info(
         "run %s %s: pages %s, records %s, events %s%s",
@@ -530,14 +533,17 @@ def run_source(
         run.events,
         f" ({run.error})" if run.error else "",
     )
-    return run_id
+    return run
 
 
 def crawl_job(source_id: str, options: dict[str, Any]) -> str | None:
     """The ``crawl:<source>`` job (APScheduler calls it by reference from the job store)."""
-    if _current is None:
-        return run_source(database_url(), source_id, options)
-    return _current.run_source(source_id, options)
+    run = (
+        run_source(database_url(), source_id, options)
+        if _current is None
+        else _current.run_source(source_id, options)
+    )
+    return run.run_id if run is not None else None
 
 
 def alerts_job() -> dict[str, int]:
@@ -582,28 +588,23 @@ class Daemon:
 
     # jobs call these (from the executor's threads)
 
-    def run_source(self, source_id: str, options: dict[str, Any]) -> str | None:
+    def run_source(self, source_id: str, options: dict[str, Any]) -> Row[Any] | None:
         if self.stopping.is_set():
             return None
         with self._changed:
             self._active[source_id] = time.monotonic()
         try:
-            run_id = run_source(self.url, source_id, options, stopping=self.stopping)
+            run = run_source(self.url, source_id, options, stopping=self.stopping)
         finally:
             with self._changed:
                 self._active.pop(source_id, None)
                 self._changed.notify_all()
-        if run_id is not None:
-            self._wake_alerts(run_id)
-        return run_id
+        if run is not None and run.events:
+            self._wake_alerts()
+        return run
 
-    def _wake_alerts(self, run_id: str) -> None:
+    def _wake_alerts(self) -> None:
         """A run that raised events brings the next alerts pass forward to now."""
-        from storage.runs import get_run
-
-        with get_engine(self.url).connect() as conn:
-            if not get_run(conn, run_id).events:
-                return
         scheduler = self.scheduler
         if scheduler is None or self.stopping.is_set():
             return

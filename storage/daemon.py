@@ -14,23 +14,17 @@ writes the database.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.engine import Connection, Row
 
 from storage.models import Run
-from storage.runs import fail_run
+from storage.runs import fail_run, this_host
 
 RUNS = Run.__table__
-
-
-def this_host() -> str:
-    """The host name ``create_run`` stamps on the runs made here."""
-    return socket.gethostname()
 
 
 def running_runs(
@@ -68,16 +62,3 @@ def abort_dead_runs(
         if fail_run(engine, run.run_id, "aborted", note, datetime.now(UTC)):
             aborted.append(run.run_id)
     return aborted
-
-
-def latest_runs(conn: Connection) -> dict[str, Row[Any]]:
-    """Each source's newest run (by sequence number)."""
-    newest = (
-        select(RUNS.c.source, func.max(RUNS.c.seq).label("seq")).group_by(RUNS.c.source).subquery()
-    )
-    rows = conn.execute(
-        select(RUNS).join(
-            newest, and_(newest.c.source == RUNS.c.source, newest.c.seq == RUNS.c.seq)
-        )
-    ).all()
-    return {row.source: row for row in rows}

@@ -71,7 +71,7 @@ def create_run(
                 cassette=cassette,
                 state="running",
                 pid=os.getpid(),
-                host=socket.gethostname(),
+                host=this_host(),
                 delist_after=delist_after,
             )
         )
@@ -90,6 +90,11 @@ def set_clock(engine: Engine, run_id: str, started_at: datetime, origin: str) ->
 def set_pid(engine: Engine, run_id: str, pid: int) -> None:
     with engine.begin() as conn:
         conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(pid=pid))
+
+
+def this_host() -> str:
+    """The host a run is stamped with: only there can its process be seen."""
+    return socket.gethostname()
 
 
 def get_run(conn: Connection, run_id: str) -> Row[Any]:

@@ -124,15 +124,21 @@ def _table(rows: list[Row]) -> pa.Table:
     # Transposed in C (map, zip): this loop is most of the time of the Python path.
     transposed = zip(*(map(row.data.get, RECORD_FIELDS) for row in rows), strict=True)
     values = dict(zip(RECORD_FIELDS, transposed, strict=True))
-    columns = []
-    for name in RECORD_FIELDS:
-        if name == "status":
-            columns.append(pa.array([row.status for row in rows], pa.string()))
-        elif name in TIME_FIELDS:  # aware datetimes: Arrow stores them as UTC instants
-            columns.append(pa.array([getattr(row, name) for row in rows], TIME))
-        else:
-            columns.append(parquet_column(name, list(values[name])))
+    columns = [
+        _lifecycle_column(name, rows) or parquet_column(name, list(values[name]))
+        for name in RECORD_FIELDS
+    ]
     return pa.Table.from_arrays(columns, schema=PARQUET_SCHEMA)
+
+
+def _lifecycle_column(name: str, rows: list[Row] | list[JsonRow]) -> pa.Array | None:
+    """``status`` and the seen times, kept apart from ``data`` in both kinds of row; None for
+    any other field."""
+    if name == "status":
+        return pa.array([row.status for row in rows], pa.string())
+    if name in TIME_FIELDS:  # aware datetimes: Arrow stores them as UTC instants
+        return pa.array([getattr(row, name) for row in rows], TIME)
+    return None
 
 
 # The fields Arrow's JSON reader takes straight from the stored text: everything but the
@@ -159,10 +165,9 @@ def _json_table(rows: list[JsonRow]) -> pa.Table:
     parsed = parsed.combine_chunks()
     columns = []
     for name in RECORD_FIELDS:
-        if name == "status":
-            columns.append(pa.array([row.status for row in rows], pa.string()))
-        elif name in TIME_FIELDS:
-            columns.append(pa.array([getattr(row, name) for row in rows], TIME))
+        lifecycle = _lifecycle_column(name, rows)
+        if lifecycle is not None:
+            columns.append(lifecycle)
         elif name == "extra":
             columns.append(pa.array([_extra_text(row.extra) for row in rows], pa.string()))
         elif name in DATE_FIELDS:
@@ -304,9 +309,9 @@ def write_snapshot(
             if part.vouch is None:
                 continue
             announced = not declared[part.list][1].diffs_absence
-            rows = _rows(conn, part, announced, redact)
             part.file = f"{part.list}.{fmt}"
             path = out / part.file
+            rows = _rows(conn, part, announced, redact)  # lazy: read only by the Python paths
             if fmt == "parquet" and not redact:
                 json_rows = iter_json_rows(conn, part.list, part.vouch, announced=announced)
                 part.rows = write_parquet(map(_json_table, _batches(json_rows, CHUNK)), path)
