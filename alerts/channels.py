@@ -4,6 +4,9 @@ A subscription names its channels as strings; ``parse_channel`` turns one into a
 (checking its syntax, never the network or the environment, so subscriptions can be
 validated anywhere) and ``Channel.deliver`` sends a message, returning a short receipt or
 raising ``ChannelError`` whose ``retryable`` tells the sender whether trying again can help.
+``ConfigError``, a ``ChannelError``, says the channel is set up wrongly (a missing secret or
+SMTP relay, a redirecting or refusing receiver, an unreadable setting): no alert can go out
+until someone fixes it, and every one can after, so the sender holds its alerts, untried.
 
 Channel specs
 -------------
@@ -28,7 +31,9 @@ Channel specs
     sha256=HEX``, the HMAC-SHA256 of the exact body bytes under the secret from
     ``CREDITWATCH_WEBHOOK_SECRET``, or from the variable ``NAME`` given in the fragment (the
     fragment is never sent). 2xx is delivered; 408, 429, 5xx and network errors are
-    retryable; other statuses are not (redirects are not followed: give the final URL).
+    retryable; 3xx (redirects are not followed: give the final URL), 401 and 403 (the
+    receiver refused the signature: check the secret) are configuration errors; other
+    statuses are not retryable.
     ``CREDITWATCH_WEBHOOK_TIMEOUT``: seconds (15). The signature covers the body only, as
     receivers expect; the timestamp is informational.
 
@@ -95,6 +100,14 @@ class ChannelError(Exception):
         self.retry_after = retry_after  # seconds the receiver asked us to wait, if it did
 
 
+class ConfigError(ChannelError):
+    """The channel's configuration is wrong: retrying cannot help until it is fixed, and
+    then it will, so this is not a failed delivery (the sender keeps the alerts queued)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 @runtime_checkable
 class Channel(Protocol):
     spec: str
@@ -114,7 +127,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(raw) if raw is not None else default
     except ValueError:
-        raise ChannelError(f"{name}={raw!r} is not a number", retryable=False) from None
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
 def _body_text(message: AlertMessage) -> str:
@@ -143,6 +156,14 @@ class _SMTP(smtplib.SMTP):
 
 
 def _smtp_error(exc: Exception, where: str) -> ChannelError:
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
+        return ConfigError(
+            f"{where}: {exc.smtp_code} {text}".rstrip()
+            + ": login refused (check CREDITWATCH_SMTP_USER / CREDITWATCH_SMTP_PASSWORD)"
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return ConfigError(f"{where}: {exc} (check CREDITWATCH_SMTP_STARTTLS and the login)")
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         detail = "; ".join(
@@ -196,16 +217,13 @@ class EmailChannel:
     def deliver(self, message: AlertMessage) -> str:
         host = _env("CREDITWATCH_SMTP_HOST")
         if host is None:
-            raise ChannelError(
-                f"{self.spec}: CREDITWATCH_SMTP_HOST is not set (the SMTP relay to send through)",
-                retryable=False,
+            raise ConfigError(
+                f"{self.spec}: CREDITWATCH_SMTP_HOST is not set (the SMTP relay to send through)"
             )
         try:
             port = int(_env("CREDITWATCH_SMTP_PORT", "587") or 587)
         except ValueError:
-            raise ChannelError(
-                "CREDITWATCH_SMTP_PORT is not a port number", retryable=False
-            ) from None
+            raise ConfigError("CREDITWATCH_SMTP_PORT is not a port number") from None
         starttls = _env("CREDITWATCH_SMTP_STARTTLS", "1") not in ("0", "false", "no", "off")
         user, password = _env("CREDITWATCH_SMTP_USER"), _env("CREDITWATCH_SMTP_PASSWORD")
         fallback = user if user and "@" in user else "creditwatch@localhost"
@@ -287,10 +305,9 @@ class WebhookChannel:
     def deliver(self, message: AlertMessage) -> str:
         secret = _env(self.secret_env)
         if secret is None:
-            raise ChannelError(
+            raise ConfigError(
                 f"webhook {self.url}: {self.secret_env} is not set (the HMAC secret the "
-                "receiver verifies the signature with)",
-                retryable=False,
+                "receiver verifies the signature with)"
             )
         body = json_body(message.data or {"key": message.key, "subject": message.subject})
         headers = {
@@ -316,8 +333,11 @@ class WebhookChannel:
         where = f"webhook {self.url}: HTTP {status}"
         if 300 <= status < 400:
             location = response.headers.get("location", "?")
-            raise ChannelError(
-                f"{where}: redirected to {location}; give the final URL", retryable=False
+            raise ConfigError(f"{where}: redirected to {location}; give the final URL")
+        if status in (401, 403):
+            raise ConfigError(
+                f"{where} {reason}".rstrip()
+                + f": the receiver refused the signature; check {self.secret_env}"
             )
         if status in (408, 429) or status >= 500:
             raise ChannelError(
@@ -490,11 +510,9 @@ class FeedChannel:
         try:
             root = ET.parse(self.path).getroot()
         except ET.ParseError as exc:
-            raise ChannelError(
-                f"feed {self.path}: not an Atom file ({exc}); move it away", retryable=False
-            ) from exc
+            raise ConfigError(f"feed {self.path}: not an Atom file ({exc}); move it away") from exc
         if root.tag != _tag("feed"):
-            raise ChannelError(f"feed {self.path}: not an Atom feed", retryable=False)
+            raise ConfigError(f"feed {self.path}: not an Atom feed; move it away")
         return (
             root.findtext(_tag("id")) or default_id,
             root.findtext(_tag("title")) or self._title,

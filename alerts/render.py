@@ -12,13 +12,23 @@ CAUSES = {
 }
 
 
+# A line names its values; it does not reproduce a page. Longer values are cut here.
+LONGEST_VALUE = 200
+
+
+def short(text: str, limit: int = LONGEST_VALUE) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return short(json.dumps(value, ensure_ascii=False))
 
 
 def subject(event: dict[str, Any]) -> str:
     what = event.get("case_number") or event.get("title") or event.get("record_key")
-    return f"{event.get('entity_name') or '?'} — {what}"
+    return f"{short(str(event.get('entity_name') or '?'))} — {short(str(what))}"
 
 
 def event_line(event: dict[str, Any]) -> str:

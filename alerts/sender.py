@@ -1,38 +1,73 @@
-"""Delivering the outbox: bundle due digests, then send what is pending, one alert at a time.
+"""Delivering the outbox: bundle due digests, then send what is pending, each channel in
+its own thread (a receiver that hangs until its timeout holds up only its own channel), each
+channel's alerts in order, one at a time.
+
+A sender claims an alert before delivering it (``storage.outbox.claim_next``), so two senders
+at once (processes, or threads with their own connections) never deliver one alert twice.
+The claim is a lease of ``LEASE``: a sender that dies leaves its alerts to the next pass once
+the lease runs out, or at once when its process, on this host, is seen to be gone.
 
 An alert is marked delivered only after its channel confirmed it, in its own transaction.
-A sender that dies between the two sends that alert again on its next pass, under the same
+A sender that dies between the two sends that alert again on a later pass, under the same
 key: webhooks carry it as ``Idempotency-Key`` and e-mails as their ``Message-ID``, so those
 receivers apply it exactly once; apprise services cannot deduplicate and are at-least-once.
-Failed attempts back off (1 min, doubling, at most 6 h) until ``MAX_ATTEMPTS``.
+Failed attempts back off (1 min, doubling, at most 6 h) until ``MAX_ATTEMPTS``. A
+configuration error (``ConfigError``) is no attempt: the channel's alerts become ``blocked``
+with the error and are tried again by every pass, so fixing the configuration sends them.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection, Row
 
-from alerts.channels import Channel, ChannelError, parse_channel
+from alerts.channels import Channel, ChannelError, ConfigError, parse_channel
 from alerts.messages import digest_message, event_message, health_message
 from alerts.model import AlertMessage, MatchedEvent
 from alerts.outbox import alert_key, thawed
 from storage.outbox import (
+    block_channel,
     bundle,
+    claim_next,
+    claim_owners,
     digest_items,
+    due_channels,
     due_digest_items,
     mark_attempt_failed,
     mark_delivered,
-    pending_alerts,
+    release_claims,
 )
+from storage.runs import this_host
 
 MAX_ATTEMPTS = 8
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=6)
+# Longer than any one delivery can take (the channels' timeouts are 15 to 60 s): a claim is
+# taken per alert, just before it is sent.
+LEASE = timedelta(minutes=15)
+PARALLEL_CHANNELS = 4  # channels delivered at once
+
+
+class SendReport(Counter[str]):
+    """How many alerts were delivered, retried, failed, blocked (and digests bundled), and
+    ``problems``: each distinct error that blocked or failed alerts, for the operator."""
+
+    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
+        super().__init__(counts or {})
+        self.problems: dict[str, str] = {}  # error message → "blocked" or "failed"
+
+    def add(self, other: SendReport) -> None:
+        self.update(other)
+        self.problems.update(other.problems)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -118,24 +153,77 @@ def compose(conn: Connection, row: Row[Any]) -> AlertMessage:
     )
 
 
-def send_pending(
-    engine: Engine,
-    *,
-    now: datetime | None = None,
-    channel_for: Callable[[str], Channel] = parse_channel,
-) -> Counter[str]:
-    """One pass over the outbox; returns how many alerts were delivered, retried, failed."""
-    now = now or datetime.now(UTC)
-    report: Counter[str] = Counter()
-    with engine.begin() as conn:
-        report["digests"] = bundle_due(conn, now)
+def _sender_id() -> str:
+    """``HOST:PID:TOKEN``: unique per pass, and says where to look whether it is alive."""
+    return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _sender_gone(owner: str) -> bool:
+    """Whether the sender that holds a claim is known to be dead: only a process on this
+    host can be looked at; this process's own passes (other threads) are alive."""
+    host, _, rest = owner.rpartition(":")[0].rpartition(":")
+    try:
+        pid = int(rest)
+    except ValueError:
+        return False
+    if host != this_host() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, another user's
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"])  # a zombie is done
+
+
+def _release_gone(engine: Engine) -> None:
     with engine.connect() as conn:
-        rows = pending_alerts(conn, now)
-    for row in rows:
-        with engine.connect() as conn:
-            message = compose(conn, row)
+        gone = [owner for owner in claim_owners(conn) if _sender_gone(owner)]
+    if gone:
+        with engine.begin() as conn:
+            release_claims(conn, gone)
+
+
+def _send_channel(
+    engine: Engine,
+    channel: str,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    channel_for: Callable[[str], Channel],
+) -> SendReport:
+    """Deliver a channel's due alerts in order, claiming each just before sending it; stop
+    at a configuration error, which blocks the channel's remaining alerts with it."""
+    report = SendReport()
+    while True:
+        at = datetime.now(UTC)
+        with engine.begin() as conn:
+            row = claim_next(conn, channel, owner, due_by=now, at=at, until=at + lease)
+        if row is None:
+            return report
         try:
+            with engine.connect() as conn:
+                message = compose(conn, row)
             receipt = channel_for(row.channel).deliver(message)
+        except ConfigError as exc:
+            with engine.begin() as conn:
+                blocked = block_channel(
+                    conn,
+                    channel,
+                    owner,
+                    f"{type(exc).__name__}: {exc}",
+                    due_by=now,
+                    at=datetime.now(UTC),
+                )
+            report["blocked"] += blocked
+            report.problems[str(exc)] = "blocked"
+            return report
         except (ChannelError, ValueError) as exc:
             retryable = getattr(exc, "retryable", False)
             final = not retryable or row.attempts + 1 >= MAX_ATTEMPTS
@@ -143,8 +231,52 @@ def send_pending(
             with engine.begin() as conn:
                 mark_attempt_failed(conn, row.id, f"{type(exc).__name__}: {exc}", retry_at)
             report["failed" if final else "retry"] += 1
+            if final:
+                report.problems[str(exc)] = "failed"
             continue
+        except BaseException:
+            with engine.begin() as conn:  # no outcome: let the next pass have it at once
+                release_claims(conn, [owner], row.id)
+            raise
         with engine.begin() as conn:
             mark_delivered(conn, row.id, datetime.now(UTC), receipt)
         report["delivered"] += 1
+
+
+def send_pending(
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    channel_for: Callable[[str], Channel] = parse_channel,
+    lease: timedelta = LEASE,
+) -> SendReport:
+    """One pass over the outbox; returns how many alerts were delivered, retried, failed,
+    blocked by their channel's configuration, and what went wrong."""
+    now = now or datetime.now(UTC)
+    report = SendReport()
+    with engine.begin() as conn:
+        report["digests"] = bundle_due(conn, now)
+    _release_gone(engine)
+    with engine.connect() as conn:
+        channels = due_channels(conn, now, datetime.now(UTC))
+    if not channels:
+        return report
+    owner = _sender_id()
+    with ThreadPoolExecutor(
+        max_workers=min(PARALLEL_CHANNELS, len(channels)), thread_name_prefix="alerts-send"
+    ) as pool:
+        futures = [
+            pool.submit(
+                _send_channel,
+                engine,
+                channel,
+                owner=owner,
+                now=now,
+                lease=lease,
+                channel_for=channel_for,
+            )
+            for channel in channels
+        ]
+        for future in futures:
+            report.add(future.result())
     return report

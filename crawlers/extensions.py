@@ -94,9 +94,23 @@ class RunExtension:
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         ctx = run_context(self.crawler)
-        ctx.writer.flush()
-        if reason == "finished":
-            ctx.start_clock(datetime.now(UTC), "wall")  # a replay that fetched nothing
-            finalize_run(ctx.engine, ctx.run_id)
-        else:
-            fail_run(ctx.engine, ctx.run_id, "aborted", f"crawl ended: {reason}", datetime.now(UTC))
+        try:
+            ctx.writer.flush()
+            if reason == "finished":
+                ctx.start_clock(datetime.now(UTC), "wall")  # a replay that fetched nothing
+                finalize_run(ctx.engine, ctx.run_id)
+            else:
+                fail_run(
+                    ctx.engine, ctx.run_id, "aborted", f"crawl ended: {reason}", datetime.now(UTC)
+                )
+        except Exception as exc:
+            # Scrapy only logs a signal handler's error and exits 0: the run row must say
+            # what happened, or the parent can only report "exited with status 0".
+            logger.exception("creditwatch run %s could not be finished", ctx.run_id)
+            fail_run(
+                ctx.engine,
+                ctx.run_id,
+                "failed",
+                f"finishing the run failed: {type(exc).__name__}: {exc}"[:1000],
+                datetime.now(UTC),
+            )

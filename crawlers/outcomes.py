@@ -6,6 +6,7 @@ callbacks when a page came back but cannot be trusted; the run extension records
 
 from __future__ import annotations
 
+from scrapy.http import Response, TextResponse
 from twisted.internet.error import TimeoutError
 
 OUTCOMES = (
@@ -58,3 +59,23 @@ def outcome_for_exception(exc: BaseException) -> str:
     if isinstance(exc, PageProblem):
         return exc.outcome
     return "http_error"
+
+
+def undecodable(response: Response) -> str | None:
+    """Why a text page's bytes are not valid in its own encoding, or None.
+
+    Scrapy decodes with replacement characters, so a corrupted GBK page would still parse,
+    and its mangled names would read as corrections. Such a page says nothing trustworthy.
+    """
+    if not isinstance(response, TextResponse):
+        return None
+    declared = response._declared_encoding()  # None: guessed, and a guess proves nothing
+    if declared is None:
+        return None
+    try:
+        response.body.decode(response.encoding)
+    except UnicodeDecodeError as exc:
+        return f"bytes {exc.start}-{exc.end} are not valid {response.encoding}: {exc.reason}"
+    except LookupError:
+        return f"unknown encoding {response.encoding!r}"
+    return None

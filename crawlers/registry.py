@@ -2,27 +2,52 @@
 
 Spiders, the run orchestrator, storage and the scheduler all read the same declaration, so
 a source's lists, politeness and schedule cannot drift apart between them.
+
+Every key of a declaration is checked against a schema (pydantic models that forbid unknown
+keys): a misspelt ``chekcs:`` would otherwise silently switch a list's health checks off. A
+file that fails is reported with its path, line and the key probably meant, and skipped: the
+other sources load and run (``broken_sources()``). ``CREDITWATCH_SOURCES_DIR`` points the
+registry at another directory of declarations.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-LIST_KINDS = ("blacklist", "redlist", "penalty", "warning", "good", "license", "other")
-RECORD_KEY_RULES = ("case", "subject")
+ListKind = Literal["blacklist", "redlist", "penalty", "warning", "good", "license", "other"]
+# ``case_subject``: for portals that publish one decision number for several parties (共同
+# 违法): the case number alone would make two entries collide.
+RecordKeyRule = Literal["case", "case_subject", "subject"]
 # How a list is published. A "database" shows every current entry on every run, so absence
 # from healthy runs means delisting; "announcements" publish batches once, so an entry that
 # no page repeats is still listed: it ends by expiry or a published removal only.
-PUBLICATIONS = ("database", "announcements")
+Publication = Literal["database", "announcements"]
+LIST_KINDS: tuple[str, ...] = get_args(ListKind)
+RECORD_KEY_RULES: tuple[str, ...] = get_args(RecordKeyRule)
+PUBLICATIONS: tuple[str, ...] = get_args(Publication)
+
+SOURCES_DIR_ENV = "CREDITWATCH_SOURCES_DIR"
+SHIPPED_SOURCES = Path(__file__).resolve().parent / "sources"
 
 
 class RegistryError(ValueError):
-    """A source declaration is malformed or a source/list id is unknown."""
+    """A source declaration is malformed or a source/list id is unknown. ``line`` is the
+    declaration's line (1-based) when known, so a loader can say where the problem is."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -142,174 +167,549 @@ class SourceDef:
         return tuple(lst.id for lst in self.lists)
 
 
-def _require(data: dict[str, Any], key: str, where: str) -> Any:
-    if key not in data or data[key] in (None, ""):
-        raise RegistryError(f"{where}: missing {key!r}")
-    return data[key]
+# --- the schema: every key a declaration may hold ---------------------------------------------
+# Blocks spiders read from ``SourceDef.raw`` (``session``, ``watch``, a list's ``api`` and
+# ``watch``) are declared too, so that a typo there is caught like any other.
+
+Text = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+Seconds = Annotated[float, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
 
 
-def parse_source(data: dict[str, Any]) -> SourceDef:
-    """Validate one YAML declaration and turn it into a typed ``SourceDef``."""
-    sid = _require(data, "id", "source")
-    where = f"source {sid!r}"
-    lists = []
-    for raw_list in _require(data, "lists", where):
-        short = _require(raw_list, "id", where)
-        kind = _require(raw_list, "list_kind", f"{where} list {short!r}")
-        if kind not in LIST_KINDS:
-            raise RegistryError(f"{where} list {short!r}: list_kind {kind!r} not in {LIST_KINDS}")
-        rule = raw_list.get("record_key", "case")
-        if rule not in RECORD_KEY_RULES:
-            raise RegistryError(f"{where} list {short!r}: record_key {rule!r}")
-        publication = raw_list.get("publication", "database")
-        if publication not in PUBLICATIONS:
-            raise RegistryError(f"{where} list {short!r}: publication {publication!r}")
-        validity = raw_list.get("validity_years")
-        if validity is not None and (not isinstance(validity, int) or validity < 1):
-            raise RegistryError(f"{where} list {short!r}: validity_years {validity!r}")
-        lists.append(
-            ListDef(
-                id=f"{sid}.{short}",
-                short_id=short,
-                name_zh=raw_list.get("name_zh", short),
-                name_en=raw_list.get("name_en", short),
-                list_kind=kind,
-                record_key=rule,
-                required_fields=tuple(raw_list.get("required_fields", ("entity_name",))),
-                domain=raw_list.get("domain"),
-                publication=publication,
-                validity_years=validity,
-                checks=_checks(raw_list.get("checks"), f"{where} list {short!r}"),
-                guard=_guard(raw_list.get("delisting_guard"), f"{where} list {short!r}"),
-            )
+class _Block(BaseModel):
+    """Strict: no unknown keys, and no quietly converted values ("600" is not 600)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Jurisdiction(_Block):
+    name: Text
+    region_code: Text
+
+    @field_validator("region_code", mode="before")
+    @classmethod
+    def _code_as_text(cls, value: Any) -> Any:
+        # GB/T 2260 codes are digits: an unquoted 350200 means the same code.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class _Schedule(_Block):
+    cron: Text = "0 3 * * *"
+    timezone: Text = "Asia/Shanghai"
+    jitter: Count = 0
+    watchlist: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("a cron expression has 5 fields: minute hour day month weekday")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("watchlist")
+    @classmethod
+    def _watchlist(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be a file path or 'db:'")
+        return value
+
+
+class _Politeness(_Block):
+    download_delay: Seconds = 2.0
+    concurrency: Positive = 1
+    autothrottle_max_delay: Seconds = 30.0
+    retry_times: Count = 3
+    retry_backoff: Seconds = 5.0
+
+
+class _Cassette(_Block):
+    filter_query_parameters: list[Text] = []
+
+
+class _Session(_Block):
+    """Credit China's browser session (read by its spider and ``creditwatch probe``)."""
+
+    portal_url: Text
+    api_base: Text
+    min_interval: Seconds = 10.0
+    navigation_timeout: Seconds = 20.0
+    challenge_wait: Seconds = 15.0
+    connect_timeout: Seconds = 5.0
+
+
+class _Watch(_Block):
+    """Watch mode's paging, per subject and record type (Credit China)."""
+
+    page_size: Positive = 10
+    max_pages: Positive = 20
+
+
+class _Checks(_Block):
+    min_rows: Count = 0
+    max_drop: Annotated[float, Field(gt=0, le=100)] | None = None  # a percentage
+    fill_rates: dict[str, Share] = {}
+
+
+class _Guard(_Block):
+    share: Share = 0.2
+    min_count: Count = 10
+
+
+class _Api(_Block):
+    """A list browsed through a private API, page by page (Credit China's list mode)."""
+
+    endpoint: Text
+    params: dict[str, Any] = {}
+    page_size: Positive = 10
+    cap: Positive | None = None
+    max_pages: Positive | None = None
+    columns: dict[str, str] = {}
+
+    @field_validator("params")
+    @classmethod
+    def _scalars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, item in value.items():
+            if item is not None and not isinstance(item, str | int | float):
+                raise ValueError(f"query parameter {name!r} must be a string or a number")
+        return value
+
+
+class _ListWatch(_Block):
+    type: Text  # the portal's record type, e.g. 行政处罚
+
+
+class _List(_Block):
+    id: Text
+    name_zh: str | None = None
+    name_en: str | None = None
+    list_kind: ListKind
+    record_key: RecordKeyRule = "case"
+    publication: Publication = "database"
+    validity_years: Positive | None = None
+    required_fields: list[Text] = ["entity_name"]
+    domain: str | None = None
+    checks: _Checks | None = None
+    delisting_guard: _Guard | None = None
+    api: _Api | None = None
+    watch: _ListWatch | None = None
+
+
+class _Selectors(_Block):
+    item: Text
+    link: Text
+    title: Text
+    body: Text
+    date: str | None = None
+    next: str | None = None
+    meta: str | None = None
+
+
+class _Recognise(_Block):
+    listing: Annotated[list[Text], Field(min_length=1)]
+    removal: list[Text] = []
+    ignore: list[Text] = []
+
+
+class _Announcements(_Block):
+    index: Text
+    max_index_pages: Positive = 10
+    selectors: _Selectors
+    recognise: _Recognise
+    header_labels: Annotated[list[Text], Field(min_length=1)]
+    feeds: str | None = Field(default=None, alias="list")  # `list` would shadow the builtin
+
+
+class _Source(_Block):
+    id: Text
+    name_zh: Text
+    name_en: Text
+    jurisdiction: _Jurisdiction
+    base_url: Text
+    domain: str | None = None
+    schedule: _Schedule | None = None
+    politeness: _Politeness | None = None
+    cassette: _Cassette | None = None
+    lists: list[_List]
+    announcements: _Announcements | None = None
+    delist_after: Positive = 2
+    failing_after: Positive = 3
+    session: _Session | None = None
+    watch: _Watch | None = None
+
+
+# --- errors: where, and which key was meant ---------------------------------------------------
+
+Loc = tuple[str | int, ...]
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The schema block at ``loc`` (list indexes skipped), to suggest its keys."""
+    model: type[BaseModel] | None = _Source
+    for step in loc:
+        if isinstance(step, int):
+            continue
+        if model is None:
+            return None
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        if step not in fields:
+            return None
+        model = _block_in(fields[step].annotation)
+    return model
+
+
+def _block_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _block_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _keys_at(loc: Loc) -> list[str]:
+    model = _model_at(loc)
+    return [info.alias or name for name, info in model.model_fields.items()] if model else []
+
+
+def _meant(loc: Loc) -> str | None:
+    """The declared key nearest to the unknown one at ``loc``."""
+    close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc[:-1]), n=1)
+    return close[0] if close else None
+
+
+def _suggestion(loc: Loc) -> str:
+    meant = _meant(loc)
+    if meant:
+        return f" (did you mean {meant!r}?)"
+    keys = _keys_at(loc[:-1])
+    return f" (known: {', '.join(keys)})" if keys else ""
+
+
+def _dotted(loc: Loc) -> str:
+    text = ""
+    for step in loc:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}" if text else str(step)
+    return text
+
+
+def _where(data: Any, loc: Loc) -> tuple[str, Loc]:
+    """``source 'x'`` or ``source 'x' list 'y'``, and the rest of ``loc`` below it."""
+    sid = data.get("id") if isinstance(data, dict) else None
+    where = f"source {sid!r}" if isinstance(sid, str) else "source"
+    if len(loc) >= 2 and loc[0] == "lists" and isinstance(loc[1], int):
+        try:
+            short = data["lists"][loc[1]]["id"]
+        except (KeyError, IndexError, TypeError):
+            short = None
+        where += f" list {short!r}" if isinstance(short, str) else f" lists[{loc[1]}]"
+        return where, loc[2:]
+    return where, loc
+
+
+def _line(lines: Mapping[Loc, int], loc: Loc) -> int | None:
+    """The line of the deepest key of ``loc`` the file holds (a missing key: its block's)."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problem(data: Any, error: Mapping[str, Any]) -> str:
+    loc: Loc = tuple(error["loc"])
+    where, rest = _where(data, loc)
+    block = f" in {_dotted(rest[:-1])}" if len(rest) > 1 else ""
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key {loc[-1]!r}{block}{_suggestion(loc)}"
+    if error["type"] == "missing":
+        return f"{where}: missing {loc[-1]!r}{block}"
+    message = error["msg"]
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        message = "Input should be a mapping"
+    return (
+        f"{where}: {_dotted(rest) or 'the declaration'}: {message} (got {_brief(error['input'])})"
+    )
+
+
+def _validation_error(data: Any, exc: ValidationError, lines: Mapping[Loc, int]) -> RegistryError:
+    """One error for all of a declaration's problems, unknown keys first, then in file order.
+    A key reported missing because it was misspelt is said once, as the misspelling."""
+    found = exc.errors()
+    misspelt = {
+        (*e["loc"][:-1], _meant(tuple(e["loc"]))) for e in found if e["type"] == "extra_forbidden"
+    }
+    errors = sorted(
+        (e for e in found if e["type"] != "missing" or tuple(e["loc"]) not in misspelt),
+        key=lambda e: (e["type"] != "extra_forbidden", _line(lines, tuple(e["loc"])) or 0),
+    )
+    first = _line(lines, tuple(errors[0]["loc"]))
+    messages = [_problem(data, errors[0])]
+    for error in errors[1:]:
+        line = _line(lines, tuple(error["loc"]))
+        messages.append(f"  also{f' line {line}' if line else ''}: {_problem(data, error)}")
+    return RegistryError("\n".join(messages), first)
+
+
+# --- reading a declaration --------------------------------------------------------------------
+
+
+def parse_source(data: Any, lines: Mapping[Loc, int] | None = None) -> SourceDef:
+    """Validate one YAML declaration and turn it into a typed ``SourceDef``. ``lines`` maps
+    each key's path to its line in the file, so that errors can say where they are."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise RegistryError(
+            f"a source declaration is a mapping (id: ..., lists: ...), not {type(data).__name__}",
+            _line(lines, ()),
         )
-    jurisdiction = _require(data, "jurisdiction", where)
-    schedule = data.get("schedule", {})
+    try:
+        model = _Source.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(data, exc, lines) from None
+    where = f"source {model.id!r}"
+    lists = [_list_def(model.id, raw) for raw in model.lists]
+    schedule = model.schedule or _Schedule()
+    politeness = model.politeness or _Politeness()
+    cassette = model.cassette or _Cassette()
     return SourceDef(
-        id=sid,
-        name_zh=_require(data, "name_zh", where),
-        name_en=_require(data, "name_en", where),
-        jurisdiction=_require(jurisdiction, "name", where),
-        region_code=str(_require(jurisdiction, "region_code", where)),
-        base_url=_require(data, "base_url", where),
-        domain=data.get("domain"),
-        cron=schedule.get("cron", "0 3 * * *"),
-        timezone=schedule.get("timezone", "Asia/Shanghai"),
-        politeness=Politeness(**data.get("politeness", {})),
-        filter_query_parameters=tuple(data.get("cassette", {}).get("filter_query_parameters", ())),
+        id=model.id,
+        name_zh=model.name_zh,
+        name_en=model.name_en,
+        jurisdiction=model.jurisdiction.name,
+        region_code=model.jurisdiction.region_code,
+        base_url=model.base_url,
+        domain=model.domain,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        politeness=Politeness(**politeness.model_dump()),
+        filter_query_parameters=tuple(cassette.filter_query_parameters),
         lists=tuple(lists),
-        announcements=_announcements(data.get("announcements"), lists, where),
-        delist_after=_count(data.get("delist_after", 2), "delist_after", where, minimum=1),
-        failing_after=_count(data.get("failing_after", 3), "failing_after", where, minimum=1),
-        jitter=_count(schedule.get("jitter", 0), "schedule.jitter", where, minimum=0),
-        watchlist=_watchlist(schedule.get("watchlist"), where),
+        announcements=_announcements(
+            model.announcements, lists, where, _line(lines, ("announcements",))
+        ),
+        delist_after=model.delist_after,
+        failing_after=model.failing_after,
+        jitter=schedule.jitter,
+        watchlist=schedule.watchlist,
         raw=data,
     )
 
 
-def _watchlist(value: Any, where: str) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise RegistryError(f"{where}: schedule.watchlist must be a file path or 'db:'")
-    return value
-
-
-def _count(value: Any, name: str, where: str, *, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise RegistryError(f"{where}: {name} must be an integer >= {minimum}, not {value!r}")
-    return value
-
-
-def _share(value: Any, name: str, where: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise RegistryError(f"{where}: {name} must be a share between 0 and 1, not {value!r}")
-    return float(value)
-
-
-def _checks(data: dict[str, Any] | None, where: str) -> HealthChecks:
-    if not data:
-        return HealthChecks()
-    unknown = set(data) - {"min_rows", "max_drop", "fill_rates"}
-    if unknown:
-        raise RegistryError(f"{where}: unknown checks {sorted(unknown)}")
-    max_drop = data.get("max_drop")
-    if max_drop is not None and (
-        not isinstance(max_drop, int | float)
-        or isinstance(max_drop, bool)
-        or not 0 < max_drop <= 100
-    ):
-        raise RegistryError(
-            f"{where}: checks.max_drop is a percentage in (0, 100], not {max_drop!r}"
-        )
-    rates = data.get("fill_rates") or {}
-    if not isinstance(rates, dict):
-        raise RegistryError(f"{where}: checks.fill_rates maps field names to shares")
-    return HealthChecks(
-        min_rows=_count(data.get("min_rows", 0), "checks.min_rows", where, minimum=0),
-        max_drop=float(max_drop) if max_drop is not None else None,
-        fill_rates=tuple(
-            (str(name), _share(share, f"checks.fill_rates.{name}", where))
-            for name, share in sorted(rates.items())
+def _list_def(source_id: str, raw: _List) -> ListDef:
+    checks = raw.checks or _Checks()
+    guard = raw.delisting_guard or _Guard()
+    return ListDef(
+        id=f"{source_id}.{raw.id}",
+        short_id=raw.id,
+        name_zh=raw.name_zh or raw.id,
+        name_en=raw.name_en or raw.id,
+        list_kind=raw.list_kind,
+        record_key=raw.record_key,
+        required_fields=tuple(raw.required_fields),
+        domain=raw.domain,
+        publication=raw.publication,
+        validity_years=raw.validity_years,
+        checks=HealthChecks(
+            min_rows=checks.min_rows,
+            max_drop=checks.max_drop,
+            fill_rates=tuple(sorted(checks.fill_rates.items())),
         ),
-    )
-
-
-def _guard(data: dict[str, Any] | None, where: str) -> DelistingGuard:
-    if not data:
-        return DelistingGuard()
-    unknown = set(data) - {"share", "min_count"}
-    if unknown:
-        raise RegistryError(f"{where}: unknown delisting_guard keys {sorted(unknown)}")
-    return DelistingGuard(
-        share=_share(data.get("share", 0.2), "delisting_guard.share", where),
-        min_count=_count(data.get("min_count", 10), "delisting_guard.min_count", where, minimum=0),
+        guard=DelistingGuard(share=guard.share, min_count=guard.min_count),
     )
 
 
 def _announcements(
-    data: dict[str, Any] | None, lists: list[ListDef], where: str
+    data: _Announcements | None, lists: list[ListDef], where: str, line: int | None
 ) -> AnnouncementDef | None:
-    if not data:
+    if data is None:
         return None
     fed = [lst for lst in lists if lst.publication == "announcements"]
-    list_ref = data.get("list")
-    if list_ref is not None:
-        fed = [lst for lst in lists if list_ref in (lst.id, lst.short_id)]
+    if data.feeds is not None:
+        fed = [lst for lst in lists if data.feeds in (lst.id, lst.short_id)]
     if len(fed) != 1:
-        raise RegistryError(f"{where}: announcements must feed exactly one list (set 'list')")
-    selectors = _require(data, "selectors", f"{where} announcements")
-    recognise = _require(data, "recognise", f"{where} announcements")
-    try:
-        parsed = AnnouncementSelectors(**selectors)
-    except TypeError as exc:
-        raise RegistryError(f"{where} announcements selectors: {exc}") from None
+        raise RegistryError(f"{where}: announcements must feed exactly one list (set 'list')", line)
     return AnnouncementDef(
-        index=_require(data, "index", f"{where} announcements"),
-        selectors=parsed,
-        listing=tuple(_require(recognise, "listing", f"{where} recognise")),
-        removal=tuple(recognise.get("removal", ())),
-        ignore=tuple(recognise.get("ignore", ())),
-        header_labels=tuple(_require(data, "header_labels", f"{where} announcements")),
+        index=data.index,
+        selectors=AnnouncementSelectors(**data.selectors.model_dump()),
+        listing=tuple(data.recognise.listing),
+        removal=tuple(data.recognise.removal),
+        ignore=tuple(data.recognise.ignore),
+        header_labels=tuple(data.header_labels),
         list=fed[0].id,
-        max_index_pages=int(data.get("max_index_pages", 10)),
+        max_index_pages=data.max_index_pages,
     )
 
 
+def read_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
+    """The document and the line of every key and list item in it (by path). A key given
+    twice is an error: YAML would quietly keep the second."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[Loc, int] = {}
+        _walk(node, (), lines)
+        return loader.construct_document(node), lines
+    finally:
+        loader.dispose()
+
+
+def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                where = _dotted(path)
+                raise RegistryError(
+                    f"key {name!r} twice" + (f" in {where}" if where else ""),
+                    key.start_mark.line + 1,
+                )
+            seen.add(name)
+            _walk(value, (*path, name), lines)
+            lines[(*path, name)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines)
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrokenSource:
+    """A declaration that could not be loaded: reported with its file and line, and skipped
+    so that the other sources still load and run."""
+
+    source_id: str  # the id it declares, else its file name without the suffix
+    path: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}{f':{self.line}' if self.line else ''}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One sources directory as read: what loads, and what was skipped and why."""
+
+    sources: dict[str, SourceDef]
+    broken: tuple[BrokenSource, ...]
+
+
+def sources_dir() -> Path:
+    """``CREDITWATCH_SOURCES_DIR`` when set (a private registry, a test's), else the shipped."""
+    configured = os.environ.get(SOURCES_DIR_ENV)
+    return Path(configured).resolve() if configured else SHIPPED_SOURCES
+
+
+def _read_file(path: Path) -> tuple[SourceDef | BrokenSource, int | None]:
+    """The file's source, or why it is broken; and the line of its ``id``."""
+    try:
+        data, lines = read_yaml(path.read_text(encoding="utf-8"))
+    except RegistryError as exc:
+        return BrokenSource(path.stem, path, exc.line, exc.message), None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        context = ""
+        if exc.context and exc.context_mark is not None:
+            context = f" ({exc.context} at line {exc.context_mark.line + 1})"
+        message = f"invalid YAML: {exc.problem or exc.context}{context}"
+        return BrokenSource(path.stem, path, mark.line + 1 if mark else None, message), None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return BrokenSource(path.stem, path, None, f"unreadable: {exc}"), None
+    if data is None:
+        return BrokenSource(path.stem, path, None, "the file is empty"), None
+    declared = data.get("id") if isinstance(data, dict) else None
+    try:
+        return parse_source(data, lines), lines.get(("id",))
+    except RegistryError as exc:
+        sid = declared if isinstance(declared, str) and declared else path.stem
+        return BrokenSource(sid, path, exc.line, exc.message), None
+
+
 @cache
-def load_registry() -> dict[str, SourceDef]:
-    """All declared sources by id, read once per process from the package data."""
+def _load(directory: Path) -> Registry:
+    if not directory.is_dir():
+        raise RegistryError(f"no source directory {directory} ({SOURCES_DIR_ENV})")
+    paths = sorted(p for p in directory.iterdir() if p.suffix in (".yml", ".yaml"))
+    read = [(path, *_read_file(path)) for path in paths]
+    # Two files declaring one id: the file named after the id keeps it (a copy made to start
+    # a new source must not take the original's place), else the first by name. A broken
+    # file keeps its id too, so that a copy cannot stand in for it unnoticed.
+    read.sort(key=lambda entry: entry[0].stem != _claimed(entry[1]))
     sources: dict[str, SourceDef] = {}
-    for entry in sorted(resources.files("crawlers.sources").iterdir(), key=lambda p: p.name):
-        if entry.name.endswith((".yml", ".yaml")):
-            source = parse_source(yaml.safe_load(entry.read_text(encoding="utf-8")))
-            if source.id in sources:
-                raise RegistryError(f"source {source.id!r} declared twice")
-            sources[source.id] = source
-    return sources
+    broken: list[BrokenSource] = []
+    origin: dict[str, BrokenSource | Path] = {}
+    for path, item, id_line in read:
+        sid = _claimed(item)
+        if isinstance(item, BrokenSource):
+            broken.append(item)
+            origin.setdefault(sid, item)
+        elif sid in origin:
+            first = origin[sid]
+            where = (
+                f"{first.path} (which does not load)" if isinstance(first, BrokenSource) else first
+            )
+            message = f"source {sid!r} is already declared in {where}"
+            broken.append(BrokenSource(sid, path, id_line, message))
+        else:
+            sources[sid] = item
+            origin[sid] = path
+    return Registry(
+        sources=dict(sorted(sources.items())),
+        broken=tuple(sorted(broken, key=lambda b: b.path)),
+    )
+
+
+def _claimed(item: SourceDef | BrokenSource) -> str:
+    return item.id if isinstance(item, SourceDef) else item.source_id
+
+
+def load_registry() -> dict[str, SourceDef]:
+    """Every source that loads, by id, read once per process and sources directory. Broken
+    declarations are left out; ``broken_sources()`` says which and why."""
+    return _load(sources_dir()).sources
+
+
+def broken_sources() -> tuple[BrokenSource, ...]:
+    """The declarations ``load_registry()`` skipped, with file, line and message."""
+    return _load(sources_dir()).broken
 
 
 def get_source(source_id: str) -> SourceDef:
+    """The source, or a RegistryError: a broken one's names its file and line."""
+    registry = _load(sources_dir())
     try:
-        return load_registry()[source_id]
+        return registry.sources[source_id]
     except KeyError:
-        known = ", ".join(sorted(load_registry()))
-        raise RegistryError(f"unknown source {source_id!r} (known: {known})") from None
+        pass
+    matches = [b for b in registry.broken if source_id in (b.source_id, b.path.stem)]
+    if matches:  # the file named after the id first: a copy's "declared twice" says less
+        broken = min(matches, key=lambda b: b.path.stem != source_id)
+        raise RegistryError(str(broken), broken.line)
+    known = ", ".join(registry.sources)
+    skipped = ", ".join(sorted({b.source_id for b in registry.broken}))
+    raise RegistryError(
+        f"unknown source {source_id!r} (known: {known})"
+        + (f"; not loaded: {skipped}" if skipped else "")
+    )

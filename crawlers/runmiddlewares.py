@@ -13,7 +13,12 @@ from scrapy.spiders import Spider
 from scrapy.utils.defer import deferred_to_future
 from twisted.internet import reactor, task
 
-from crawlers.outcomes import outcome_for_exception, outcome_for_status
+from crawlers.outcomes import (
+    MalformedPage,
+    outcome_for_exception,
+    outcome_for_status,
+    undecodable,
+)
 from crawlers.runcontext import RunComponent
 
 
@@ -58,13 +63,21 @@ class FetchLogMiddleware(RunComponent):
         classify = getattr(self.crawler.spider, "classify_response", None)
         if outcome == "ok" and classify is not None:
             outcome = classify(response) or outcome
+        read_as_text = not (
+            request.meta.get("cw_bytes") or request.meta.get("dont_obey_robotstxt")
+        )  # attachments are read from their bytes; robots.txt is Scrapy's own to judge
+        garbled = undecodable(response) if outcome == "ok" and read_as_text else None
         self.run.writer.add_fetch(
             url=request.url,
-            outcome=outcome,
+            outcome="malformed" if garbled else outcome,
             list_id=request.meta.get("cw_list"),
             status=response.status,
+            detail=garbled,
             sha256=hashlib.sha256(response.body).hexdigest(),
         )
+        if garbled:
+            # Archived already; kept from the spider so no value is read from it.
+            raise MalformedPage(garbled)
         return response
 
     def process_exception(

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 from w3lib.encoding import html_to_unicode
 
 from alerts.channels import ChannelError, parse_channel
@@ -22,15 +23,28 @@ from alerts.messages import sample_message
 from alerts.render import event_line
 from alerts.sender import send_pending
 from alerts.subscriptions import Subscription, load_file
-from crawlers.registry import RegistryError, get_source, load_registry
+from crawlers.registry import RegistryError, broken_sources, get_source, load_registry
 from pipeline.run import CrawlError, CrawlSpec, crawl
 from storage.announcements import list_announcements
 from storage.archive import NotArchived, get_response
 from storage.asof import DIFF_FIELDS
 from storage.asof import diff as diff_lists
-from storage.engine import current_revision, database_url, get_engine, upgrade
+from storage.engine import (
+    ReadOnlyDatabase,
+    current_revision,
+    database_url,
+    get_engine,
+    read_only_reason,
+    upgrade,
+)
 from storage.exports import export_records, query_events, write_csv, write_jsonl
-from storage.outbox import alert_log, delete_subscription, save_subscription, subscription_rows
+from storage.outbox import (
+    alert_log,
+    delete_subscription,
+    requeue,
+    save_subscription,
+    subscription_rows,
+)
 from storage.runs import get_run, list_runs, run_lists
 from storage.schema import RECORD_FIELDS
 from storage.snapshots import MANIFEST, SnapshotError, write_snapshot
@@ -65,7 +79,8 @@ def connect() -> Any:
 
 @app.command()
 def sources() -> None:
-    """List the declared sources and their lists."""
+    """List the declared sources and their lists. Declarations that do not load are listed
+    on stderr (file, line, problem) and make the exit status 1: the others still run."""
     table = Table("source", "name", "jurisdiction", "lists", "schedule")
     for source in load_registry().values():
         table.add_row(
@@ -76,6 +91,11 @@ def sources() -> None:
             f"{source.cron} {source.timezone}",
         )
     out.print(table)
+    broken = broken_sources()
+    for problem in broken:
+        err.print(f"[red]broken:[/red] {escape(str(problem))}")
+    if broken:
+        raise typer.Exit(1)
 
 
 @app.command("crawl")
@@ -277,6 +297,9 @@ def export(
     include_removed: Annotated[bool, typer.Option(help="Also entries now removed.")] = False,
     format: Annotated[str, typer.Option(help="jsonl or csv.")] = "jsonl",
     out_path: Annotated[Path | None, typer.Option("--out", help="File (default stdout).")] = None,
+    raw: Annotated[
+        bool, typer.Option(help="CSV: cells verbatim, even those a spreadsheet runs as formulas.")
+    ] = False,
 ) -> None:
     """Records in the schema, one per row: what each list's latest healthy run saw."""
     try:
@@ -293,7 +316,7 @@ def export(
     stream = out_path.open("w", encoding="utf-8", newline="") if out_path else sys.stdout
     try:
         if format == "csv":
-            count = write_csv(records, stream, RECORD_FIELDS)
+            count = write_csv(records, stream, RECORD_FIELDS, raw=raw)
         else:
             count = write_jsonl(records, stream)
     finally:
@@ -440,6 +463,9 @@ def snapshot(
     ),
     redact: Annotated[bool, typer.Option(help="Shorten persons' names, drop masked IDs.")] = False,
     bom: Annotated[bool, typer.Option(help="CSV: a UTF-8 byte-order mark, for Excel.")] = False,
+    raw: Annotated[
+        bool, typer.Option(help="CSV: cells verbatim, even those a spreadsheet runs as formulas.")
+    ] = False,
 ) -> None:
     """Dated, reproducible files of every list, with manifest.json and a data dictionary."""
     sources, lists = _sources_and_lists(source, list_)
@@ -448,7 +474,7 @@ def snapshot(
         with connect() as conn:
             manifest = write_snapshot(
                 conn, out_dir, sources=sources, lists=lists or None, as_of=when, fmt=format,
-                redact=redact, bom=bom,
+                redact=redact, bom=bom, raw=raw,
             )  # fmt: skip
     except SnapshotError as exc:
         raise fail(str(exc)) from None
@@ -494,6 +520,9 @@ def diff(
         list[str] | None, typer.Option("--list", help="Only this list (repeatable).")
     ] = None,
     format: Annotated[str, typer.Option(help="table, jsonl or csv.")] = "table",
+    raw: Annotated[
+        bool, typer.Option(help="CSV: cells verbatim, even those a spreadsheet runs as formulas.")
+    ] = False,
 ) -> None:
     """Entries added, removed (with the cause) and changed (field by field) between two dates."""
     if source == "all":
@@ -519,7 +548,7 @@ def diff(
     elif format == "jsonl":
         write_jsonl(rows, sys.stdout)
     else:
-        write_csv(rows, sys.stdout, DIFF_FIELDS)
+        write_csv(rows, sys.stdout, DIFF_FIELDS, raw=raw)
 
 
 @app.command()
@@ -656,15 +685,36 @@ def watch_remove(subscription_id: Annotated[str, typer.Argument(metavar="ID")]) 
 
 @alerts_app.command("send")
 def alerts_send() -> None:
-    """One pass over the outbox: bundle closed digest windows, deliver what is due."""
+    """One pass over the outbox: bundle closed digest windows, deliver what is due. Alerts
+    a channel's configuration blocks stay queued (``blocked``) until it is fixed."""
     upgrade()
     report = send_pending(get_engine())
     out.print(
         f"delivered {report['delivered']}, retry later {report['retry']}, "
-        f"failed {report['failed']}, digests bundled {report['digests']}"
+        f"failed {report['failed']}, blocked {report['blocked']}, "
+        f"digests bundled {report['digests']}"
     )
-    if report["failed"]:
+    for problem, status in sorted(report.problems.items(), key=lambda item: item[1]):
+        kept = " (its alerts stay queued until this is fixed)" if status == "blocked" else ""
+        err.print(f"[red]{status}:[/red] {escape(problem)}{kept}")
+    if report["failed"] or report["blocked"]:
         raise typer.Exit(1)
+
+
+@alerts_app.command("retry")
+def alerts_retry(
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Also alerts that failed for good (tries start over).")
+    ] = False,
+    subscription: Annotated[str | None, typer.Option(help="Only this subscription.")] = None,
+) -> None:
+    """Put alerts blocked by a configuration error (and, with --failed, alerts that failed
+    for good) back to pending, due now: the next `alerts send` delivers them."""
+    upgrade()
+    statuses = ("blocked", "failed") if failed else ("blocked",)
+    with get_engine().begin() as conn:
+        count = requeue(conn, statuses, subscription, datetime.now(UTC))
+    out.print(f"{count} alert(s) back to pending")
 
 
 @alerts_app.command("test")
@@ -736,5 +786,21 @@ for _module in (cli_health, cli_pending, cli_schedule):
     _module.register(app)
 
 
+def main() -> None:
+    """The console entry point: ``app`` with one line instead of a traceback when the
+    database cannot be written (read-only commands still work on such a database)."""
+    try:
+        app()
+    except ReadOnlyDatabase as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    except OperationalError as exc:
+        reason = read_only_reason()
+        if reason is None or "readonly" not in str(exc).replace("-", "").lower():
+            raise
+        err.print(f"[red]error:[/red] {escape(reason)}; this command writes to it")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -103,6 +103,7 @@ def schedule(
     except DaemonError as exc:
         raise fail(str(exc)) from None
     if list_:
+        _report_broken()
         _print_rows(rows, json_)
         return
     try:
@@ -111,6 +112,18 @@ def schedule(
         raise fail(str(exc)) from None
     if code:
         raise typer.Exit(code)
+
+
+def _report_broken() -> None:
+    """Sources whose declaration does not load get no job; the daemon logs them, --list says
+    so on stderr (with file and line) so the listing itself stays usable."""
+    from rich.markup import escape
+
+    from crawlers.registry import broken_sources
+    from pipeline.cli import err
+
+    for problem in broken_sources():
+        err.print(f"[red]not scheduled:[/red] {escape(str(problem))}")
 
 
 def _logging(verbose: bool) -> None:

@@ -66,7 +66,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Row
 
-from crawlers.registry import SourceDef, load_registry
+from crawlers.registry import SourceDef, broken_sources, load_registry
+from pipeline.processes import parent_of, process_alive
 from storage.daemon import abort_dead_runs, running_runs
 from storage.engine import database_url, get_engine, upgrade
 from storage.models import SchedulerJob
@@ -257,8 +258,9 @@ def desired_jobs(sources: Iterable[SourceDef], options: DaemonOptions) -> list[J
             jitter = source.jitter
             try:
                 trigger = crontab_trigger(source.cron, timezone, jitter)
-            except DaemonError as exc:
-                raise DaemonError(f"source {source.id}: {exc}") from None
+            except DaemonError as exc:  # one bad schedule must not stop the other sources
+                log.error("source %s not scheduled: %s", source.id, exc)
+                continue
             describe = f"cron {source.cron} {timezone}" + (f" jitter {jitter}s" if jitter else "")
         jobs.append(
             JobSpec(
@@ -431,45 +433,7 @@ def schedule_rows(
     return rows
 
 
-# --- processes --------------------------------------------------------------------------------
-
-
-def _proc(pid: int, name: str) -> bytes | None:
-    try:
-        return Path(f"/proc/{pid}/{name}").read_bytes()
-    except OSError:
-        return None
-
-
-def process_alive(run: Row[Any]) -> bool:
-    """Whether the process recorded for ``run`` may still be working on it. The pid is the
-    crawl process's (or, for a moment, the process that created the run). A pid that no longer
-    exists, a zombie, a crawl process of another run (a reused pid), or this very process
-    (a run left by an earlier process with the same pid) are all gone."""
-    pid = run.pid
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, another user's
-    stat, cmdline = _proc(pid, "stat"), _proc(pid, "cmdline")
-    if stat is not None and stat.rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"]):
-        return False
-    if cmdline is not None:
-        args = cmdline.split(b"\0")
-        if any(arg.startswith(b"CW_RUN_ID=") for arg in args):
-            return f"CW_RUN_ID={run.run_id}".encode() in args
-    return True
-
-
-def _parent_of(pid: int) -> int | None:
-    stat = _proc(pid, "stat")
-    if stat is None:
-        return None
-    return int(stat.rsplit(b")", 1)[-1].split()[1])
+# --- processes ---------------------------------------------------------------------------------
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -632,6 +596,9 @@ class Daemon:
         with engine.connect() as conn:
             for run in running_runs(conn):
                 log.info("run %s is still running (pid %s on %s)", run.run_id, run.pid, run.host)
+        if self.sources is None:
+            for problem in broken_sources():  # the others are scheduled all the same
+                log.error("source not scheduled: %s", problem)
         sources = self.sources if self.sources is not None else load_registry().values()
         desired = desired_jobs(sources, self.options)
         if not any(spec.func == CRAWL_FUNC for spec in desired):
@@ -700,7 +667,7 @@ class Daemon:
                 runs = [r for r in running_runs(conn, host=this_host()) if r.source in self.active]
             for run in runs:
                 pid = run.pid
-                if not pid or pid == os.getpid() or _parent_of(pid) not in (os.getpid(), None):
+                if not pid or pid == os.getpid() or parent_of(pid) not in (os.getpid(), None):
                     continue
                 if pid not in sent:
                     log.warning("stopping run %s (pid %s)", run.run_id, pid)

@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from alerts.outbox import enqueue_health, enqueue_run
 from crawlers.registry import get_source
+from pipeline.drift import keep_stored, measure
 from pipeline.health import (
     FetchOutcome,
+    ListHealth,
     PageSeen,
     assertion_findings,
     judge_run,
     outcome_summary,
+    repeat_findings,
     run_state,
 )
+from pipeline.normalise import content_hash
 from storage.announcements import announcement_summary, run_announcements
 from storage.lifecycle import RunDetection, apply_run
 from storage.runs import (
+    changed_entries,
     fetch_rows,
     finish_run,
     get_run,
     last_healthy_list_records,
     list_page_rows,
+    repeated_keys,
+    restage,
+    seen_again_counts,
     staged_counts,
     staged_fill_rates,
     store_health,
+    withdraw_collided,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -49,6 +61,9 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             PageSeen(p.list, p.url, p.page_no, p.rows, p.declared_total, p.declared_pages)
             for p in page_rows
         ]
+        repeated = repeated_keys(conn, run_id)
+        # Announcements may name one subject in two batches: there the first stays.
+        withdraw_collided(conn, run_id, {lst.id for lst in source.lists if lst.diffs_absence})
         records = staged_counts(conn, run_id)
         # The lists' declared assertions, measured before detection clears the staging.
         fill = staged_fill_rates(
@@ -65,7 +80,19 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             )
             for lst in source.lists
         }
+        drift = measure(
+            ((r.list, r.old, r.new) for r in changed_entries(conn, run_id)),
+            seen_again_counts(conn, run_id),
+        )
+        for lst in source.lists:
+            if lst.diffs_absence and lst.id in repeated:
+                assertions[lst.id] += repeat_findings(repeated[lst.id])
+        for lst in source.lists:
+            if lst.id in drift:
+                declared = {name for name, _ in lst.checks.fill_rates}
+                assertions[lst.id] += drift[lst.id].findings(declared)
         judged = judge_run(lists, fetches, pages, records, assertions)
+        _keep_stored_values(conn, run_id, judged, assertions)
         at = run.started_at.astimezone(UTC)
         detection = RunDetection(
             run_id=run_id,
@@ -131,3 +158,33 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             held=detection.held,
         )
     return state
+
+
+def _keep_stored_values(
+    conn: Connection,
+    run_id: str,
+    judged: Sequence[ListHealth],
+    assertions: dict[str, list[dict[str, Any]]],
+) -> None:
+    """On lists that are not healthy, an entry with a blanked field or a changed field whose
+    fill rate broke keeps its stored content (``pipeline.drift.keep_stored``)."""
+    unhealthy = {lh.list for lh in judged if lh.health != "healthy"}
+    if not unhealthy:
+        return
+    untrusted = {
+        list_id: {f["field"] for f in assertions.get(list_id, ()) if f["check"] == "fill_rate"}
+        for list_id in unhealthy
+    }
+    rows = []
+    for entry in changed_entries(conn, run_id, lists=unhealthy):
+        kept = keep_stored(entry.old, entry.new, untrusted[entry.list])
+        if kept is not None:
+            rows.append(
+                {
+                    "list": entry.list,
+                    "record_key": entry.record_key,
+                    "data": kept,
+                    "content_hash": content_hash(kept),
+                }
+            )
+    restage(conn, run_id, rows)

@@ -167,6 +167,39 @@ def assertion_findings(
     return findings
 
 
+def repeat_findings(found: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Keys a run read more than once on a list that is a database of its entries (see
+    ``storage.runs.repeated_keys``). A repeated row can stand in for an entry the pages no
+    longer show, so even a pager whose count adds up proves nothing; two entries under one
+    key are an error of the key rule or of the page, and neither is stored by the run."""
+    findings: list[dict[str, Any]] = []
+    if found.get("repeats"):
+        findings.append(
+            {
+                "check": "repeated_rows",
+                "detail": (
+                    f"{found['repeats']} row(s) repeated an entry the run had read already "
+                    f"(e.g. {', '.join(found['repeated'])}): a paging glitch may hide others"
+                ),
+                "value": found["repeats"],
+                "keys": found["repeated"],
+            }
+        )
+    if found.get("collided"):
+        findings.append(
+            {
+                "check": "key_collision",
+                "detail": (
+                    f"{found['collided']} key(s) came with two different entries (e.g. "
+                    f"{', '.join(found['colliding'])}); neither version is stored by this run"
+                ),
+                "value": found["collided"],
+                "keys": found["colliding"],
+            }
+        )
+    return findings
+
+
 def judge_list(
     list_id: str,
     fetches: Sequence[FetchOutcome],

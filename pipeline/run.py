@@ -21,7 +21,9 @@ from sqlalchemy import func, select
 
 from crawlers.captcha import MODES as CAPTCHA_MODES
 from crawlers.registry import get_source
-from storage.engine import database_url, get_engine, upgrade
+from pipeline.processes import process_alive
+from storage.daemon import abort_dead_runs
+from storage.engine import database_url, get_engine, require_writable, upgrade
 from storage.models import RawResponse
 from storage.runs import create_run, fail_run, get_run, set_pid
 
@@ -99,11 +101,14 @@ def crawl(
 ) -> str:
     """One run of ``spec.source``: fetch, archive, normalise, store, detect. Returns its id."""
     url = url or database_url()
+    require_writable(url)
     source = get_source(spec.source)
     if spec.delist_after is None:
         spec = replace(spec, delist_after=source.delist_after)
     upgrade(url)
     engine = get_engine(url)
+    # A run its process left `running` (killed, machine rebooted) would stay so for ever.
+    abort_dead_runs(engine, process_alive, source=source.id, why="marked aborted before this run")
     run_id = create_run(
         engine,
         source,
@@ -123,7 +128,11 @@ def crawl(
     if state == "running":
         code = child.returncode
         killed = code < 0
-        reason = f"killed by signal {-code}" if killed else f"exited with status {code}"
+        reason = (
+            f"killed by signal {-code}"
+            if killed
+            else f"exited with status {code} before finishing the run (see its log)"
+        )
         fail_run(
             engine,
             run_id,

@@ -58,7 +58,10 @@ NOTES = {
     ),
     "csv": (
         "UTF-8 (with a byte-order mark when written with `--bom`, for Excel). Null is the "
-        "empty cell; lists and objects are JSON in their cell; booleans are `true`/`false`."
+        "empty cell; lists and objects are JSON in their cell; booleans are `true`/`false`. "
+        "A cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab "
+        "or a line break, plain numbers excepted) starts with a `'` unless the snapshot was "
+        "written with `--raw` (the manifest's `csv_formulas_neutralised` says which)."
     ),
     "jsonl": "One JSON object per line, the schema's fields in this order; null is `null`.",
     "ftm": (

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,11 +11,13 @@ import sqlite3
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 
 DEFAULT_DATA_DIR = "data"
@@ -46,6 +49,10 @@ def _sha256_hex(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class ReadOnlyDatabase(RuntimeError):
+    """The command has to write, and the database (or its directory) is read-only."""
+
+
 def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     dbapi_conn.create_function("cw_sha256", 1, _sha256_hex, deterministic=True)
     cursor = dbapi_conn.cursor()
@@ -56,6 +63,53 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
+def _prepare_read_only_sqlite(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.create_function("cw_sha256", 1, _sha256_hex, deterministic=True)
+    dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+
+def _opens_read_only(location: str) -> bool:
+    """Whether SQLite can read the database with its usual locking. It cannot when the
+    write-ahead log's shared-memory file is missing and its directory is not writable: then
+    no writer is at work (it would have made that file), and the database is opened as
+    immutable, which reads it without locks (a process that outlives the next crawl must be
+    restarted to see it)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{location}?mode=ro", uri=True)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, None for other databases."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def read_only_reason(url: str | None = None) -> str | None:
+    """Why the database at ``url`` cannot be written (None when it can, or is not SQLite).
+
+    A SQLite database needs its directory writable as well as its file: it keeps its
+    write-ahead log and lock files next to it.
+    """
+    path = sqlite_path(url or database_url())
+    if path is None or not path.exists():
+        return None
+    if not os.access(path, os.W_OK):
+        return f"the database {path} is read-only"
+    if not os.access(path.parent, os.W_OK):
+        return f"the directory {path.parent} of the database is read-only"
+    return None
+
+
+def require_writable(url: str | None = None) -> None:
+    """Raise ``ReadOnlyDatabase`` (one line, saying what to fix) before a write is tried."""
+    reason = read_only_reason(url)
+    if reason is not None:
+        raise ReadOnlyDatabase(f"{reason}; this command writes to it (read-only commands work)")
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The engine for ``url`` (default: ``database_url()`` as configured now), one per process."""
     return _engine_for(url or database_url())
@@ -63,11 +117,23 @@ def get_engine(url: str | None = None) -> Engine:
 
 @cache
 def _engine_for(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_pre_ping=True
-    )
+    path = sqlite_path(url)
+    options: dict[str, Any] = {
+        "json_serializer": _json_dumps,
+        "json_deserializer": orjson.loads,
+        "pool_pre_ping": True,
+    }
+    if path is not None and read_only_reason(url) is not None:
+        # Serving and exporting a database someone else writes, or one on a read-only
+        # medium, are normal uses: open it read-only.
+        location = f"file:{quote(str(path.resolve()))}"
+        flags = "mode=ro" if _opens_read_only(location) else "mode=ro&immutable=1"
+        engine = create_engine(f"sqlite:///{location}?{flags}&uri=true", **options)
+        event.listen(engine, "connect", _prepare_read_only_sqlite)
+        return engine
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _prepare_sqlite)
     return engine
@@ -82,8 +148,23 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str | None = None) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``)."""
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``). A
+    read-only database already at the newest schema is left as it is."""
+    if read_only_reason(url) is not None:
+        current, head = current_revision(url), head_revision()
+        if current != head:
+            raise ReadOnlyDatabase(
+                f"{read_only_reason(url)} and its schema ({current}) is older than this "
+                f"version's ({head}): run `creditwatch db upgrade` where it is writable"
+            )
+        return
     command.upgrade(alembic_config(url), "head")
+
+
+def head_revision() -> str | None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return ScriptDirectory.from_config(cfg).get_current_head()
 
 
 def current_revision(url: str | None = None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, LargeBinary, Unicode, UniqueConstraint
+from sqlalchemy import Column, Float, Index, LargeBinary, Unicode, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from storage.types import JSONType, UTCDateTime
@@ -155,6 +155,10 @@ class RunRecord(SQLModel, table=True):
     removed: bool = False  # the entry publishes its own removal (in-row 移出 fields)
     removed_on: date | None = None
     data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+    # How often the key came again in the run, and whether with other content: a repeated
+    # row or a key collision, either of which leaves the list unable to prove anything.
+    repeats: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    collided: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class RunRemoval(SQLModel, table=True):
@@ -324,7 +328,9 @@ class Alert(SQLModel, table=True):
 
     ``alert_key`` is the idempotency key receivers see (webhook header, e-mail Message-ID);
     it is unique, so an event never alerts a subscription's channel twice. Digest items wait
-    as ``queued`` until their window closes, then one ``digest`` row carries them.
+    as ``queued`` until their window closes, then one ``digest`` row carries them. A sender
+    claims a row before delivering it (``claimed_by`` until ``claimed_until``), so two senders
+    at once never deliver it twice; ``blocked`` rows wait for a configuration fix, untried.
     """
 
     __tablename__ = "alerts"
@@ -335,7 +341,7 @@ class Alert(SQLModel, table=True):
     subscription: str = Field(index=True)
     channel: str
     kind: str  # event · digest_item · digest · health
-    status: str  # pending · queued · bundled · collapsed · delivered · failed
+    status: str  # pending · queued · bundled · collapsed · delivered · failed · blocked
     run_id: str | None = None
     event_ids: list[str] | None = _json()
     match: JSONObject | None = _json()
@@ -349,6 +355,8 @@ class Alert(SQLModel, table=True):
     delivered_at: datetime | None = _time()
     receipt: str | None = None
     last_error: str | None = None
+    claimed_by: str | None = None  # HOST:PID:TOKEN of the sender delivering it now
+    claimed_until: datetime | None = _time()  # its lease: after this, any sender may take it
 
 
 class SchedulerJob(SQLModel, table=True):

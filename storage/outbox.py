@@ -5,6 +5,12 @@ Alerts are inserted in the transaction that raised their events (``pipeline.fina
 an event is never left without its alerts nor an alert without its event. Delivery then
 happens outside any transaction: a row is marked delivered only after its channel answered,
 so a crash in between redelivers it under the same key rather than losing it.
+
+A sender claims a row before delivering it: ``claim_next`` takes the channel's oldest due row
+nobody holds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and stamps it with its owner and a
+lease by an UPDATE that only succeeds while the row is still free, so of two senders at once
+exactly one gets it. Marking the outcome drops the claim; a sender that dies leaves it to
+run out (or to ``release_claims`` once its process is known to be gone).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from storage.exports import event_dict
@@ -28,6 +34,7 @@ RUN_LISTS = RunList.__table__
 SUBSCRIPTIONS = SubscriptionRow.__table__
 RUNS = Run.__table__
 CHUNK = 500  # keys per IN (...) query
+SENDABLE = ("pending", "blocked")  # blocked rows are tried again, untried ones behind them
 
 
 # --- subscriptions -----------------------------------------------------------------------
@@ -133,16 +140,75 @@ def bundle(
             )
 
 
-def pending_alerts(conn: Connection, now: datetime) -> Sequence[Row[Any]]:
-    return conn.execute(
-        select(ALERTS)
-        .where(
-            ALERTS.c.status == "pending",
-            ALERTS.c.kind != "digest_item",
-            ALERTS.c.next_attempt_at <= now,
+def _sendable(due_by: datetime, at: datetime) -> ColumnElement[bool]:
+    """Rows a sender may take: due by ``due_by`` and held by no live claim at ``at``."""
+    return and_(
+        ALERTS.c.status.in_(SENDABLE),
+        ALERTS.c.kind != "digest_item",
+        ALERTS.c.next_attempt_at <= due_by,
+        or_(ALERTS.c.claimed_until.is_(None), ALERTS.c.claimed_until < at),
+    )
+
+
+def due_channels(conn: Connection, due_by: datetime, at: datetime) -> list[str]:
+    """The channels with something to send, the one waiting longest first."""
+    query = (
+        select(ALERTS.c.channel)
+        .where(_sendable(due_by, at))
+        .group_by(ALERTS.c.channel)
+        .order_by(func.min(ALERTS.c.id))
+    )
+    return list(conn.execute(query).scalars())
+
+
+def claim_next(
+    conn: Connection, channel: str, owner: str, *, due_by: datetime, at: datetime, until: datetime
+) -> Row[Any] | None:
+    """Claim the channel's oldest sendable row for ``owner`` until ``until``; None when there
+    is none left. The conditional UPDATE is the claim (its rowcount says whether this sender
+    won the row); on PostgreSQL the row is locked first, so rivals skip it without waiting."""
+    while True:
+        row = conn.execute(
+            select(ALERTS)
+            .where(ALERTS.c.channel == channel, _sendable(due_by, at))
+            .order_by(ALERTS.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if row is None:
+            return None
+        claimed = conn.execute(
+            update(ALERTS)
+            .where(ALERTS.c.id == row.id, _sendable(due_by, at))
+            .values(claimed_by=owner, claimed_until=until)
         )
-        .order_by(ALERTS.c.id)
-    ).all()
+        if claimed.rowcount == 1:
+            return row
+        # Another sender claimed it between the two statements: it is no longer sendable.
+
+
+def claim_owners(conn: Connection) -> list[str]:
+    """Every sender holding a claim, so the caller can tell which of them are gone (claims
+    live only on sendable rows: an outcome drops them, and the status index finds those)."""
+    query = (
+        select(ALERTS.c.claimed_by)
+        .where(ALERTS.c.status.in_(SENDABLE), ALERTS.c.claimed_by.is_not(None))
+        .distinct()
+    )
+    return list(conn.execute(query).scalars())
+
+
+def release_claims(conn: Connection, owners: Sequence[str], alert_id: int | None = None) -> int:
+    """Free the claims of ``owners`` (only on ``alert_id`` when given) before their lease
+    runs out: their sender is gone, or gave the row up without an outcome."""
+    if not owners:
+        return 0
+    query = update(ALERTS).where(
+        ALERTS.c.status.in_(SENDABLE), ALERTS.c.claimed_by.in_(list(owners))
+    )
+    if alert_id is not None:
+        query = query.where(ALERTS.c.id == alert_id)
+    return conn.execute(query.values(claimed_by=None, claimed_until=None)).rowcount
 
 
 def digest_items(conn: Connection, digest_id: int) -> Sequence[Row[Any]]:
@@ -163,6 +229,8 @@ def mark_delivered(conn: Connection, alert_id: int, at: datetime, receipt: str) 
             delivered_at=at,
             receipt=receipt[:500],
             last_error=None,
+            claimed_by=None,
+            claimed_until=None,
         )
     )
 
@@ -170,13 +238,49 @@ def mark_delivered(conn: Connection, alert_id: int, at: datetime, receipt: str) 
 def mark_attempt_failed(
     conn: Connection, alert_id: int, error: str, retry_at: datetime | None
 ) -> None:
-    """A failed attempt: retried at ``retry_at``, or ``failed`` for good when None."""
-    values: dict[str, Any] = {"attempts": ALERTS.c.attempts + 1, "last_error": error[:1000]}
+    """A failed attempt: retried at ``retry_at`` (still ``pending``), or ``failed`` for good
+    when None."""
+    values: dict[str, Any] = {
+        "attempts": ALERTS.c.attempts + 1,
+        "last_error": error[:1000],
+        "claimed_by": None,
+        "claimed_until": None,
+    }
     if retry_at is None:
         values["status"] = "failed"
     else:
-        values["next_attempt_at"] = retry_at
+        values.update(status="pending", next_attempt_at=retry_at)
     conn.execute(update(ALERTS).where(ALERTS.c.id == alert_id).values(**values))
+
+
+def block_channel(
+    conn: Connection, channel: str, owner: str, error: str, *, due_by: datetime, at: datetime
+) -> int:
+    """A configuration error on ``channel``: the row ``owner`` tried and the channel's other
+    sendable rows become ``blocked`` with the error, no attempt counted, as none of them can
+    go out before the fix and all of them can after it. Rows other senders hold are left to
+    them. Returns how many rows are blocked."""
+    held = and_(ALERTS.c.claimed_by == owner, ALERTS.c.status.in_(SENDABLE))
+    query = (
+        update(ALERTS)
+        .where(ALERTS.c.channel == channel, or_(held, _sendable(due_by, at)))
+        .values(status="blocked", last_error=error[:1000], claimed_by=None, claimed_until=None)
+    )
+    return conn.execute(query).rowcount
+
+
+def requeue(
+    conn: Connection, statuses: Sequence[str], subscription: str | None, now: datetime
+) -> int:
+    """Put ``blocked`` and/or ``failed`` alerts back to ``pending``, due at ``now``; a failed
+    one starts its tries over, or its first new failure would be its last."""
+    wanted = sorted(set(statuses) & {"blocked", "failed"})
+    query = update(ALERTS).where(ALERTS.c.status.in_(wanted), ALERTS.c.kind != "digest_item")
+    if subscription:
+        query = query.where(ALERTS.c.subscription == subscription)
+    attempts = case((ALERTS.c.status == "failed", 0), else_=ALERTS.c.attempts)
+    values = {"status": "pending", "next_attempt_at": now, "attempts": attempts}
+    return conn.execute(query.values(**values)).rowcount
 
 
 def alert_log(

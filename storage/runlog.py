@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from storage.archive import BODIES, RESPONSES, body_row
 from storage.models import Announcement, Fetch, ListPage, RunRecord, RunRemoval
@@ -18,6 +20,23 @@ LIST_PAGES = ListPage.__table__
 RUN_RECORDS = RunRecord.__table__
 RUN_REMOVALS = RunRemoval.__table__
 ANNOUNCEMENTS = Announcement.__table__
+
+
+def staged_record(run_id: str, record: dict[str, Any], content_hash: str) -> dict[str, Any]:
+    """A ``run_records`` row: the record, and the columns change detection reads from it."""
+    removal = (record.get("extra") or {}).get("removal")
+    return {
+        "run_id": run_id,
+        "list": record["list"],
+        "record_key": record["record_key"],
+        "source": record["source"],
+        "entity_id": record["entity_id"],
+        "content_hash": content_hash,
+        "valid_until": _date_or_none(record.get("valid_until")),
+        "removed": removal is not None,
+        "removed_on": _date_or_none(removal.get("removed_on")) if removal else None,
+        "data": record,
+    }
 
 
 class RunWriter:
@@ -91,21 +110,7 @@ class RunWriter:
         self._maybe_flush()
 
     def add_record(self, record: dict[str, Any], content_hash: str) -> None:
-        removal = (record.get("extra") or {}).get("removal")
-        self._records.append(
-            {
-                "run_id": self.run_id,
-                "list": record["list"],
-                "record_key": record["record_key"],
-                "source": record["source"],
-                "entity_id": record["entity_id"],
-                "content_hash": content_hash,
-                "valid_until": _date_or_none(record.get("valid_until")),
-                "removed": removal is not None,
-                "removed_on": _date_or_none(removal["removed_on"]) if removal else None,
-                "data": record,
-            }
-        )
+        self._records.append(staged_record(self.run_id, record, content_hash))
         self._maybe_flush()
 
     def add_removal(self, record: dict[str, Any]) -> None:
@@ -148,24 +153,70 @@ class RunWriter:
             self.flush()
 
     def flush(self) -> None:
+        """The archive and fetch log first, in their own transaction, so a batch of staged
+        records the database refuses cannot take the evidence down with it."""
         if not (self._pending() or self._bodies):
             return
+        logged = ((RESPONSES, self._responses), (FETCHES, self._fetches))
+        logged += ((LIST_PAGES, self._pages), (ANNOUNCEMENTS, self._announcements))
         with self.engine.begin() as conn:
             insert_ignore(conn, BODIES, list(self._bodies.values()))
-            for table, rows in (
-                (RESPONSES, self._responses),
-                (FETCHES, self._fetches),
-                (LIST_PAGES, self._pages),
-                (ANNOUNCEMENTS, self._announcements),
-            ):
+            for table, rows in logged:
                 if rows:
-                    conn.execute(table.insert(), rows)
-            # A key seen twice in one run keeps its first occurrence.
-            insert_ignore(conn, RUN_RECORDS, self._records)
-            insert_ignore(conn, RUN_REMOVALS, self._removals)
+                    conn.execute(table.insert(), [_without_nul(row) for row in rows])
         self._bodies.clear()
-        for rows in self._buffers():
+        for _, rows in logged:
             rows.clear()
+        with self.engine.begin() as conn:
+            _stage_records(conn, self._records)
+            insert_ignore(conn, RUN_REMOVALS, self._removals)
+        self._records.clear()
+        self._removals.clear()
+
+
+def _stage_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Stage records, the first of each key kept. A key that comes again (in this batch or
+    an earlier one) counts a repeat, and a collision when its content differs: the finish
+    step judges those (``storage.runs.repeated_keys``), so nothing is held in memory."""
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["list"], row["record_key"])
+        kept = first.get(key)
+        if kept is None:
+            first[key] = {**row, "repeats": 0, "collided": False}
+        else:
+            kept["repeats"] += 1
+            kept["collided"] = kept["collided"] or kept["content_hash"] != row["content_hash"]
+    if not first:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(RUN_RECORDS)
+    staged, new = RUN_RECORDS.c, insert.excluded
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[staged.run_id, staged.list, staged.record_key],
+            set_={
+                "repeats": staged.repeats + new.repeats + 1,
+                "collided": or_(
+                    staged.collided, new.collided, staged.content_hash != new.content_hash
+                ),
+            },
+        ),
+        list(first.values()),
+    )
+
+
+def _without_nul(value: Any) -> Any:
+    """NUL replaced by U+FFFD in every string of a log row (URLs, headers, details, titles):
+    PostgreSQL refuses NUL in text and JSON, and other readers cut the text there. Records
+    need no such pass: normalisation removes control characters and says so in ``extra``."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _date_or_none(value: Any) -> date | None:

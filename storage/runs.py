@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection, Row
 
 from crawlers.registry import SourceDef
-from storage.models import Fetch, ListPage, Run, RunList, RunRecord, RunRemoval, Source
+from storage.models import (
+    Fetch,
+    ListPage,
+    Record,
+    Run,
+    RunList,
+    RunRecord,
+    RunRemoval,
+    Source,
+)
+from storage.runlog import staged_record
 from storage.sql import insert_ignore
 
 RUNS = Run.__table__
@@ -181,6 +191,104 @@ def staged_fill_rates(
         for row in rows
         if row.n
     }
+
+
+def repeated_keys(conn: Connection, run_id: str) -> dict[str, dict[str, Any]]:
+    """Per list, keys the run staged more than once: ``repeats`` (rows that repeated an
+    entry with its content) and ``collided`` (keys that came with other content), each with
+    up to ``examples`` keys."""
+    examples = 5
+    out: dict[str, dict[str, Any]] = {}
+    rows = conn.execute(
+        select(STAGED.c.list, STAGED.c.record_key, STAGED.c.repeats, STAGED.c.collided)
+        .where(STAGED.c.run_id == run_id, STAGED.c.repeats > 0)
+        .order_by(STAGED.c.list, STAGED.c.record_key)
+    )
+    for row in rows:
+        found = out.setdefault(
+            row.list, {"repeats": 0, "repeated": [], "collided": 0, "colliding": []}
+        )
+        kind = ("collided", "colliding") if row.collided else ("repeats", "repeated")
+        found[kind[0]] += 1 if row.collided else row.repeats
+        if len(found[kind[1]]) < examples:
+            found[kind[1]].append(row.record_key)
+    return out
+
+
+def withdraw_collided(conn: Connection, run_id: str, lists: Iterable[str]) -> int:
+    """Unstage the keys of ``lists`` that came with two different contents: the run cannot
+    say which is the entry, and staging either would read as a correction."""
+    wanted = sorted(lists)
+    if not wanted:
+        return 0
+    return conn.execute(
+        STAGED.delete().where(
+            STAGED.c.run_id == run_id, STAGED.c.collided, STAGED.c.list.in_(wanted)
+        )
+    ).rowcount
+
+
+def seen_again_counts(conn: Connection, run_id: str) -> dict[str, int]:
+    """Per list, how many of the run's staged entries were stored before."""
+    rows = conn.execute(
+        select(STAGED.c.list, func.count())
+        .select_from(STAGED.join(Record.__table__, _same_entry()))
+        .where(STAGED.c.run_id == run_id)
+        .group_by(STAGED.c.list)
+    ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def changed_entries(
+    conn: Connection, run_id: str, lists: Iterable[str] | None = None
+) -> Iterator[Row[Any]]:
+    """(list, record_key, old, new) of the run's staged entries (of ``lists`` when given)
+    whose content differs from what is stored: the candidates for ``modified``, streamed."""
+    rec = Record.__table__.c
+    query = (
+        select(
+            STAGED.c.list,
+            STAGED.c.record_key,
+            rec.data.label("old"),
+            STAGED.c.data.label("new"),
+        )
+        .select_from(STAGED.join(Record.__table__, _same_entry()))
+        .where(STAGED.c.run_id == run_id, rec.content_hash != STAGED.c.content_hash)
+        .order_by(STAGED.c.list, STAGED.c.record_key)
+    )
+    if lists is not None:
+        query = query.where(STAGED.c.list.in_(sorted(lists)))
+    yield from conn.execute(query, execution_options={"yield_per": 1000})
+
+
+def restage(conn: Connection, run_id: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Replace staged entries (``list``, ``record_key``, ``data``, ``content_hash`` per
+    row), with the columns detection reads from the data (validity, removal, entity)."""
+    if not rows:
+        return
+    names = ("entity_id", "valid_until", "removed", "removed_on", "data", "content_hash")
+    values = []
+    for row in rows:
+        staged = staged_record(run_id, row["data"], row["content_hash"])
+        values.append(
+            {"b_list": row["list"], "b_key": row["record_key"]}
+            | {f"b_{name}": staged[name] for name in names}
+        )
+    conn.execute(
+        update(STAGED)
+        .where(
+            STAGED.c.run_id == run_id,
+            STAGED.c.list == bindparam("b_list"),
+            STAGED.c.record_key == bindparam("b_key"),
+        )
+        .values({name: bindparam(f"b_{name}") for name in names}),
+        values,
+    )
+
+
+def _same_entry() -> Any:
+    rec = Record.__table__.c
+    return and_(rec.list == STAGED.c.list, rec.record_key == STAGED.c.record_key)
 
 
 def last_healthy_list_records(

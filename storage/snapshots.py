@@ -230,6 +230,7 @@ class Snapshot:
     as_of: date | None
     redact: bool
     bom: bool
+    raw: bool = False  # CSV cells verbatim, formula-like ones included
     parts: list[ListPart] = field(default_factory=list)
     files: dict[str, int] = field(default_factory=dict)  # name → rows
 
@@ -280,10 +281,13 @@ def write_snapshot(
     fmt: str = "parquet",
     redact: bool = False,
     bom: bool = False,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Write the snapshot into ``out``; returns its manifest (also written as manifest.json).
 
     ``lists`` narrows to those list ids (full ids); every list of the sources otherwise.
+    CSV cells a spreadsheet would run as formulas are neutralised unless ``raw``
+    (``storage.exports.neutralise``); the manifest says which.
     """
     if fmt not in FORMATS:
         raise SnapshotError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -294,7 +298,7 @@ def write_snapshot(
             raise SnapshotError(f"list {list_id!r} is not a list of {', '.join(sources)}")
     out.mkdir(parents=True, exist_ok=True)
     _clear_previous(out)
-    snap = Snapshot(out, fmt, as_of, redact, bom)
+    snap = Snapshot(out, fmt, as_of, redact, bom, raw)
     for source in sources:
         ids = [lst for lst in chosen if declared[lst][0].id == source]
         if not ids:
@@ -320,7 +324,7 @@ def write_snapshot(
             elif fmt == "csv":
                 records = _records(rows)
                 part.rows = _write_text(
-                    path, lambda f, rs=records: write_csv(rs, f, RECORD_FIELDS), bom=bom
+                    path, lambda f, rs=records: write_csv(rs, f, RECORD_FIELDS, raw=raw), bom=bom
                 )
             else:
                 records = _records(rows)
@@ -406,6 +410,7 @@ def _manifest(snap: Snapshot, declared: dict[str, Any]) -> dict[str, Any]:
         "as_of": snap.as_of.isoformat() if snap.as_of else None,
         "redacted": snap.redact,
         "csv_bom": snap.bom if snap.fmt == "csv" else None,
+        "csv_formulas_neutralised": not snap.raw if snap.fmt == "csv" else None,
         "sources": list(sources.values()),
         "files": files,
     }

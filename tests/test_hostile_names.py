@@ -69,7 +69,12 @@ def test_hostile_name_is_stored_and_exported_verbatim(db_url: str, tmp_path: Pat
     assert json.dumps(HOSTILE, ensure_ascii=False) in line  # JSON string escaping only
 
     out = io.StringIO()
-    write_csv(records, out, RECORD_FIELDS)
+    write_csv(records, out, RECORD_FIELDS, raw=True)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert rows[0]["entity_name"].encode("utf-8") == HOSTILE.encode("utf-8")
     assert rows[0]["entity_name"] == record["entity_name"]
+    # For spreadsheets (the default), a cell that would run as a formula is neutralised.
+    safe = io.StringIO()
+    write_csv(records, safe, RECORD_FIELDS)
+    cell = next(csv.DictReader(io.StringIO(safe.getvalue())))["entity_name"]
+    assert cell == "'" + HOSTILE

@@ -92,3 +92,19 @@ def test_case_number_key(raw: str, expected: str) -> None:
 
 def test_case_number_key_none() -> None:
     assert case_number_key(None) is None
+
+
+def test_case_number_key_folds_traditional_characters_only() -> None:
+    """A case number shown in traditional script is the same case; simplified characters
+    that OpenCC would still change (乾安, 於潜) stay as issued."""
+    assert case_number_key("廈文旅罰〔2019〕12號") == case_number_key("厦文旅罚[2019]12号")
+    assert case_number_key("乾安市监罚字〔2020〕3号") == "乾安市监罚字(2020)3号"
+    assert case_number_key("於潜监罚〔2021〕1号") == "於潜监罚(2021)1号"
+
+
+def test_control_characters_are_removed_and_word_separators_become_spaces() -> None:
+    from pipeline.normalise.text import strip_controls
+
+    assert strip_controls("谢\x00美\x1b玲") == "谢美玲"
+    assert strip_controls("罚款\x0b五万元\x85整") == "罚款 五万元 整"
+    assert strip_controls("第一行\n第二行\t") == "第一行\n第二行\t"

@@ -12,12 +12,19 @@ Pages (server-rendered, no JavaScript, Chinese or English by ``lang``):
   JavaScript, by the ``/api`` page).
 
 Every scraped value is escaped (Jinja2 autoescape); links to scraped URLs are only made for
-http(s) URLs. Every response carries a strict Content-Security-Policy: no script runs on any
-page. With ``redact`` every record, event and entity shown (HTML and JSON) goes through
-``pipeline.redact``, persons' entity pages answer only at their pseudonymous id, archived
-responses are refused (403) and only redacted snapshots are offered. Atom feeds are alert
-content for a subscription and are served as the subscription's channels were told, redacted
-or not (see ``feed``).
+http(s) URLs. Bidi controls (U+202E and the like) in any value shown are written as their
+code (``\\u202e``) and scraped values sit in ``<bdi>``: a name can neither reverse the text
+around it nor hide what it says. Every response carries a strict Content-Security-Policy: no
+script runs on any page. Every error (404, 403, 405, 422, NUL in the address: 400, and any
+exception: 500) is answered by ``error_response`` with the same headers and no traceback.
+
+With ``redact`` every route redacts (``pipeline.redact``): lists, entity pages, search and
+the JSON API show records and events redacted (persons and legal representatives shortened,
+masked ID numbers dropped, persons' keys pseudonymous), persons' entities answer only at
+their pseudonymous id, Atom feeds are redacted the same way (``alerts.feed``), archived
+responses (``/raw/…``, page and bytes) are refused with 403 (a portal's page holds names and
+numbers anywhere, so no rewriting of it could be trusted), and only snapshots whose manifest
+says they are redacted offer their files.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from datetime import date as Date  # a field of RunRef is called `date`
@@ -36,15 +43,16 @@ from urllib.parse import quote, urlencode, urlsplit
 import jinja2
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from markupsafe import Markup
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crawlers.registry import ListDef, RegistryError, SourceDef, get_source, load_registry
-from pipeline.redact import PERSON, redact_event, redact_record, short_name
+from pipeline.redact import PERSON, redact_entity, redact_record
 from storage.archive import NotArchived, get_response
 from storage.asof import SHANGHAI, Vouch, run_date
 from storage.browse import (
@@ -67,6 +75,9 @@ PER_PAGE = 50
 MAX_PER_PAGE = 500
 SHA_RE = re.compile(r"[0-9a-fA-F]{6,64}")
 SNAPSHOT_NAME_RE = re.compile(r"[^/\\\x00]+")
+# Bidi controls: embeddings, overrides, isolates and marks (U+061C, U+200E/F, U+202A-E,
+# U+2066-9). Shown raw, a scraped name could reverse the text after it.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 LANG_COOKIE = "lang"
 COUNTS_CACHE = 4096
 
@@ -90,10 +101,13 @@ date (searched, filtered, paged), an entity's entries and events across lists, a
 snapshots offered for download. Records and events have the shape of docs/SCHEMA.md.
 
 When the server redacts (`creditwatch serve --redact`), every record and event is redacted
-like the snapshots (persons' names shortened, masked ID numbers dropped, keys pseudonymised),
-persons' entities answer only at their pseudonymous `entity_id`, archived raw responses are
-refused and only redacted snapshots are offered. Atom feeds (`/feeds/{id}.atom`) are a
-subscription's alerts and are served as its channels were told, unredacted.
+like the snapshots (persons' and legal representatives' names shortened, masked ID numbers
+dropped, persons' keys pseudonymised), persons' entities answer only at their pseudonymous
+`entity_id`, Atom feeds (`/feeds/{id}.atom`) are redacted the same way, archived raw
+responses are refused (403) and only redacted snapshots are offered.
+
+Errors answer JSON `{"detail": ...}` with their status (400 for a NUL anywhere in the
+address, 404, 405, 422, 500).
 """
 
 
@@ -224,6 +238,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=shown,
     )
     env.filters["when"] = when
     env.filters["day"] = day
@@ -231,7 +246,27 @@ def _environment() -> jinja2.Environment:
     env.filters["quote"] = lambda value: quote(str(value), safe=":")
     env.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=1)
     env.filters["cell"] = cell
+    env.filters["bdi"] = bdi
     return env
+
+
+def visible(value: str) -> str:
+    """``value`` with its bidi controls written as their code (``\\u202e``), as alert messages
+    write them: seen, and unable to reorder anything."""
+    return BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+
+
+def shown(value: Any) -> Any:
+    """Every value a template writes (Jinja2's ``finalize``): text made ``visible``. Markup is
+    the template's own doing (``bdi``) or, for an archived page's ``srcdoc``, meant exact."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
+def bdi(value: Any) -> Markup:
+    """A scraped value isolated in ``<bdi>``: right-to-left text in it stays inside it."""
+    return Markup("<bdi>{}</bdi>").format(visible(str(value)))
 
 
 def when(value: Any) -> str:
@@ -297,16 +332,14 @@ def create_app(
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Vary", "Cookie")  # the language comes from a cookie
+        if has_nul(request):  # no path or query of this app holds one; databases refuse them
+            response = error_response(request, 400, "a NUL character (%00) in the address")
+        else:
+            response = await call_next(request)
         lang = request.query_params.get("lang")
         if lang in LANGUAGES:
             response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
-        return response
+        return secure(response)
 
     def language(request: Request) -> str:
         return pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
@@ -331,21 +364,44 @@ def create_app(
     def is_api(request: Request) -> bool:
         return request.url.path.startswith("/api/") or request.url.path == "/openapi.json"
 
+    def error_response(
+        request: Request, status: int, detail: Any, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """Every error's answer: JSON under /api/, else the error page in the reader's
+        language. The headers middleware (or, for an exception, ``crashed``) secures it."""
+        if is_api(request):
+            response: Response = JSONResponse({"detail": detail}, status_code=status)
+        else:
+            key = {404: "not_found", 403: "forbidden"}.get(status, "bad_request")
+            if status >= 500:
+                key = "server_error"
+            response = render(request, "error.html", status, key=key, detail=detail)
+        response.headers.update(headers or {})
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if is_api(request):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        key = {404: "not_found", 403: "forbidden"}.get(exc.status_code, "bad_request")
-        return render(request, "error.html", exc.status_code, key=key, detail=exc.detail)
+        return error_response(request, exc.status_code, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         if is_api(request):
-            return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
+            return error_response(request, 422, jsonable_errors(exc))
         detail = "; ".join(
             f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()
         )
-        return render(request, "error.html", 422, key="bad_request", detail=detail)
+        return error_response(request, 422, detail)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        """Any other exception: Starlette answers it outside every middleware (then logs it
+        with its traceback), so this answer gets its headers here; it names nothing of it."""
+        detail = Translator(language(request))("server_error_detail")
+        try:
+            response = error_response(request, 500, detail)
+        except Exception:  # the error page itself failed: plain text, still secured
+            response = PlainTextResponse(detail, status_code=500)
+        return secure(response)
 
     # -- shared reads ---------------------------------------------------------------------------
 
@@ -445,8 +501,8 @@ def create_app(
                 raise HTTPException(404, "no such entity")
             events = entity_events(conn, real)
         person = is_person(records)
-        if state.redact and person:
-            records, events = redact_person(records, events)
+        if state.redact:  # a company's too: its legal representatives are persons
+            records, events = redact_entity(records, events)
         latest = max(records, key=lambda r: (r.get("last_seen") or "", r.get("list") or ""))
         return EntityAnswer(
             entity_id=latest["entity_id"],
@@ -477,8 +533,12 @@ def create_app(
         root = state.snapshots_dir.resolve()
         if not SNAPSHOT_NAME_RE.fullmatch(name) or name in (".", ".."):
             raise HTTPException(404, "no such snapshot")
-        path = (root / name).resolve()
-        if path.parent != root or not (path / MANIFEST).is_file():
+        try:  # a name the file system refuses (too long, say) names no snapshot either
+            path = (root / name).resolve()
+            found = path.parent == root and (path / MANIFEST).is_file()
+        except OSError:
+            found = False
+        if not found:
             raise HTTPException(404, "no such snapshot")
         return path
 
@@ -629,8 +689,14 @@ def create_app(
         except (OSError, ValueError):
             raise HTTPException(404, "the snapshot's manifest is unreadable") from None
         named = {str(item.get("path")) for item in manifest["files"] if isinstance(item, dict)}
-        path = (directory / file).resolve()
-        if file not in named or path.parent != directory or not path.is_file():
+        if file not in named or not SNAPSHOT_NAME_RE.fullmatch(file) or file in (".", ".."):
+            raise HTTPException(404, "no such file in this snapshot")
+        try:
+            path = (directory / file).resolve()
+            found = path.parent == directory and path.is_file()
+        except OSError:
+            found = False
+        if not found:
             raise HTTPException(404, "no such file in this snapshot")
         if state.redact and manifest.get("redacted") is not True:
             raise HTTPException(403, "unredacted snapshots are not offered while redacting")
@@ -645,7 +711,8 @@ def create_app(
         "/feeds/{subscription_id}.atom",
         tags=["files"],
         summary="A subscription's alerts as an Atom feed, newest first",
-        description="As the subscription's channels were told them (not redacted).",
+        description="As the subscription's channels were told them; redacted like every "
+        "page when the server redacts.",
         response_class=Response,
         responses={200: {"content": {"application/atom+xml": {}}}, 404: {}},
     )
@@ -658,7 +725,8 @@ def create_app(
             row = next((r for r in subscription_rows(conn) if r.id == subscription_id), None)
             if row is None:
                 raise HTTPException(404, "no such subscription")
-            document = feed_document(conn, Subscription.from_dict(row.data))
+            subscription = Subscription.from_dict(row.data)
+            document = feed_document(conn, subscription, redact=state.redact)
         return Response(document, media_type="application/atom+xml")
 
     # -- JSON API -------------------------------------------------------------------------------
@@ -788,7 +856,28 @@ def with_params(request: Request, **changes: Any) -> str:
         else:
             params[key] = str(value)
     query = urlencode(params)
-    return request.url.path + (f"?{query}" if query else "")
+    # The path as a URL again: decoded, a %3F or %23 in it would start a query or fragment.
+    return quote(request.url.path, safe="/:@!$&'()*+,;=~") + (f"?{query}" if query else "")
+
+
+def secure(response: Response) -> Response:
+    """The headers of every answer, error or not (a route may have set a stricter policy)."""
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Vary", "Cookie")  # the language comes from a cookie
+    return response
+
+
+def has_nul(request: Request) -> bool:
+    """A NUL anywhere in the decoded path or query (PostgreSQL refuses it in text, file
+    systems in names: better refused here, the same way on every route)."""
+    if "\x00" in request.url.path:
+        return True
+    return any(
+        "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
+    )
 
 
 def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -818,40 +907,6 @@ def decode(body: bytes, content_type: str) -> str:
 
     _, text = html_to_unicode(content_type or None, body)
     return text
-
-
-def redact_person(
-    records: list[dict[str, Any]], events: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A person's records and events redacted by ``pipeline.redact``, then every full name and
-    masked ID number any of them carried scrubbed from all of them (an event or a record may
-    quote a spelling or a number another one holds)."""
-    names = {str(r.get("entity_name") or "").strip() for r in records}
-    names |= {str(e.get("entity_name") or "").strip() for e in events}
-    masked = {str(r.get("id_number_masked") or "").strip() for r in records}
-    redacted_records = []
-    for record in records:
-        out = redact_record({**record, "entity_type": PERSON})
-        out["entity_type"] = record.get("entity_type")
-        redacted_records.append(out)
-    redacted_events = [redact_event(event, PERSON) for event in events]
-    replacements = sorted(
-        [(m, "") for m in masked if m] + [(n, short_name(n)) for n in names if len(n) > 1],
-        key=lambda pair: -len(pair[0]),
-    )
-    return _scrub(redacted_records, replacements), _scrub(redacted_events, replacements)
-
-
-def _scrub(value: Any, replacements: list[tuple[str, str]]) -> Any:
-    if isinstance(value, str):
-        for old, new in replacements:
-            value = value.replace(old, new)
-        return value
-    if isinstance(value, dict):
-        return {key: _scrub(item, replacements) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_scrub(item, replacements) for item in value]
-    return value
 
 
 def serve(*, host: str, port: int, snapshots_dir: Path | None, redact: bool) -> None:

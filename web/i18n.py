@@ -19,8 +19,8 @@ LABELS: dict[str, dict[str, str]] = {
         "nav_snapshots": "数据快照",
         "nav_api": "JSON API",
         "switch": "English",
-        "redacted_note": "已启用脱敏：自然人姓名已缩写，证件号码已隐藏，标识已替换为假名；"
-        "存档原始响应不予提供。",
+        "redacted_note": "已启用脱敏：自然人（含法定代表人）姓名已缩写，证件号码已隐藏，"
+        "标识已替换为假名；订阅源同样脱敏；存档原始响应不予提供。",
         "sources_title": "数据源与名单",
         "source": "数据源",
         "list": "名单",
@@ -110,6 +110,8 @@ LABELS: dict[str, dict[str, str]] = {
         "not_found": "未找到",
         "bad_request": "请求参数有误",
         "forbidden": "不予提供",
+        "server_error": "服务器出错",
+        "server_error_detail": "处理该请求时出现意外错误，已记录在服务器日志中。",
         "home": "返回首页",
         "none": "—",
     },
@@ -120,8 +122,9 @@ LABELS: dict[str, dict[str, str]] = {
         "nav_snapshots": "Snapshots",
         "nav_api": "JSON API",
         "switch": "中文",
-        "redacted_note": "Redaction is on: persons' names are shortened, ID numbers hidden, keys "
-        "replaced by pseudonyms; archived raw responses are not served.",
+        "redacted_note": "Redaction is on: persons' names (legal representatives' too) are "
+        "shortened, ID numbers hidden, keys replaced by pseudonyms, in feeds too; archived raw "
+        "responses are not served.",
         "sources_title": "Sources and lists",
         "source": "Source",
         "list": "List",
@@ -213,6 +216,8 @@ LABELS: dict[str, dict[str, str]] = {
         "not_found": "Not found",
         "bad_request": "Bad request",
         "forbidden": "Withheld",
+        "server_error": "Server error",
+        "server_error_detail": "An unexpected error occurred; it is in the server's log.",
         "home": "Back to the start page",
         "none": "—",
     },

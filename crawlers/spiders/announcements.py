@@ -194,7 +194,8 @@ class AnnouncementSpider(PortalSpider):
                 callback=self.parse_attachment,
                 errback=self.attachment_failed,
                 cb_kwargs={"reading": reading},
-                meta={"cw_list": self.spec.list},
+                # A file read from its bytes: a text charset in its headers means nothing.
+                meta={"cw_list": self.spec.list, "cw_bytes": True},
                 dont_filter=True,
             )
         if not reading.waiting:

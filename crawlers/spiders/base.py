@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, ClassVar
 
 import scrapy
@@ -19,6 +20,22 @@ class PortalSpider(scrapy.Spider):
     """
 
     source_id: ClassVar[str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rows_seen: dict[str, set[bytes]] = {}  # digests: millions of rows fit
+
+    def first_sight(self, list_id: str, identity: str) -> bool:
+        """False when this run already read a row of ``list_id`` that is ``identity`` (its
+        detail link, or all its cells). A repeated row is a paging glitch that can stand in
+        for a hidden entry, and the dupefilter would swallow it, so spiders ask here and
+        raise ``MalformedPage`` for the page that repeats."""
+        seen = self._rows_seen.setdefault(list_id, set())
+        digest = hashlib.blake2b(identity.encode("utf-8"), digest_size=16).digest()
+        if digest in seen:
+            return False
+        seen.add(digest)
+        return True
 
     @classmethod
     def source(cls) -> SourceDef:

@@ -99,17 +99,23 @@ class CcgpSpider(PortalSpider):
         if not grid:
             raise EmptyPage(f"{list_id} page {page_no} lists no entries")
         link_column = headers.index(LIST_LINK_HEADER)
+        repeated = []
         for row, tr in zip(grid, rows, strict=True):
             cell = tr.xpath("./td")[link_column]
             found = DETAIL_ID.search(" ".join(cell.xpath(".//@onclick").getall()))
             if not found:
                 raise LayoutDrift(f"row without a detail id: {row.cells}")
+            if not self.first_sight(list_id, found.group(1)):
+                repeated.append(found.group(1))
+                continue
             yield scrapy.Request(
                 self.source().base_url + DETAIL_PATH + found.group(1),
                 callback=self.parse_detail,
                 cb_kwargs={"list_id": list_id, "row": row.cells, "list_ref": ref},
                 meta={"cw_list": list_id},
             )
+        if repeated:
+            raise MalformedPage(f"rows repeat entries this list already showed: {repeated}")
 
     def page_count(self, response: Response, page_no: int) -> int:
         """``#totalPag``; a page that says it is another page than asked is not trusted."""

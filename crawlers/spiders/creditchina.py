@@ -532,12 +532,16 @@ class CreditChinaSpider(PortalSpider):
                 self.file(f"watchlist:{spec or ''}", "empty", list_id, None, why)
             return
         seen: dict[str, WatchPages] = defaultdict(WatchPages)
+        crawled: set[tuple[str, str]] = set()
         for subject in subjects:
             if self.stopped:
                 break
             resolved = await self.resolve(page, subject, ids)
             if resolved is None:
                 continue
+            if (resolved.code, resolved.name) in crawled:
+                continue  # watched twice (by name and by code): its records are read already
+            crawled.add((resolved.code, resolved.name))
             for lst in watch_lists:
                 if self.stopped:
                     break

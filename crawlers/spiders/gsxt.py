@@ -120,7 +120,8 @@ class GsxtSpider(PortalSpider):
         problem: Exception | None = None
         out: list[Any] = []
         try:
-            out = list(self.read_list(response, list_id, page_no))
+            for thing in self.read_list(response, list_id, page_no):
+                out.append(thing)
         except Exception as exc:  # a page problem, or a bug: either way the page is answered
             problem = exc
         yield from out
@@ -147,8 +148,15 @@ class GsxtSpider(PortalSpider):
                 yield self.list_request(list_id, number)
         if not rows:
             raise EmptyPage(f"{list_id} page {page_no} lists no entries")
+        repeated = []
         for position, row in enumerate(rows):
-            self.rows.append(_Row(row_fields(row), ref, (page_no, position)))
+            fields = row_fields(row)
+            if not self.first_sight(list_id, json.dumps(fields, sort_keys=True)):
+                repeated.append(fields.get("entName"))
+                continue
+            self.rows.append(_Row(fields, ref, (page_no, position)))
+        if repeated:
+            raise MalformedPage(f"rows repeat decisions this list already showed: {repeated}")
 
     def list_failed(self, failure: Failure) -> Iterator[Any]:
         """A page that never came: its outcome is logged already; the others still count."""

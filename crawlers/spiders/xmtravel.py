@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
 from crawlers.items import ListPage, PageRef, RawEntry
-from crawlers.outcomes import EmptyPage, PageProblem
+from crawlers.outcomes import EmptyPage, MalformedPage, PageProblem
 from crawlers.pagekit import one, page_ref, read_grid, read_label_table, read_pager
 from crawlers.spiders.base import PortalSpider
 
@@ -102,11 +102,16 @@ class XmtravelSpider(PortalSpider):
             base = response.url.split("?", 1)[0]
             for number in range(2, pager.pages + 1):
                 yield self.list_request(f"{base}?{PAGE_PARAM}={number}", list_id, number)
+        repeated = []
         for row in rows:
             detail_url = row.links.get(LIST_LINK_HEADER)
             if not detail_url:
                 raise PageProblem(f"row without a detail link: {row.cells}")
-            self.listed_details.add(canonicalize_url(detail_url))
+            canonical = canonicalize_url(detail_url)
+            self.listed_details.add(canonical)
+            if not self.first_sight(list_id, canonical):
+                repeated.append(detail_url)
+                continue
             yield scrapy.Request(
                 detail_url,
                 callback=self.parse_detail,
@@ -115,6 +120,8 @@ class XmtravelSpider(PortalSpider):
             )
         if not rows:
             raise EmptyPage(f"{list_id} page {page_no} lists no entries")
+        if repeated:
+            raise MalformedPage(f"rows repeat entries this list already showed: {repeated}")
 
     def parse_detail(
         self,

@@ -20,7 +20,7 @@ from .text import fold
 EntityType = Literal[
     "company", "individual_business", "person", "organization", "government", "unknown"
 ]
-RecordKeyRule = Literal["case", "subject"]
+RecordKeyRule = Literal["case", "case_subject", "subject"]
 
 # Type labels portals show (Xiamen 主体类型, 双公示 行政相对人类别, SPC 当事人类型, Credit
 # China 企业类型), compared folded. Exact labels first, then the words that decide a longer
@@ -179,14 +179,17 @@ def record_key(
     """Stable natural key of an entry within its list (never a URL or a page position).
 
     ``case``: the case number key. An entry of a case list that shows no case number falls
-    back to the subject + its decision date, the most stable fields left. ``subject``: the
-    subject + the folded ``title`` when there is one.
+    back to the subject + its decision date, the most stable fields left. ``case_subject``:
+    the case number key + the subject, for sources whose one decision names several
+    parties. ``subject``: the subject + the folded ``title`` when there is one.
     """
-    if rule == "case":
-        if case_number_key:
-            return case_number_key
+    if rule == "case" and case_number_key:
+        return case_number_key
+    if rule in ("case", "case_subject"):
         subject = subject_key(uscc, id_number_masked, name_key)
-        return f"{subject}|{decided_on or ''}"
+        if not case_number_key:
+            return f"{subject}|{decided_on or ''}"
+        return f"{case_number_key}|{subject}"
     if rule == "subject":
         subject = subject_key(uscc, id_number_masked, name_key)
         return f"{subject}|{fold(title)}" if title else subject

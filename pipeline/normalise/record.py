@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
@@ -56,10 +56,18 @@ from .money import Number, parse_amount_column, parse_measure
 from .names import parse_name
 from .reasons import reason_category, vocabulary_label
 from .regions import region_from_address
-from .text import _clean, case_number_key, clean_text, name_key
+from .text import (
+    MAX_FIELD_CHARS,
+    _clean,
+    case_number_key,
+    clean_text,
+    has_controls,
+    name_key,
+    strip_controls,
+)
 
 LIST_KINDS = frozenset({"blacklist", "redlist", "penalty", "warning", "good", "license", "other"})
-RECORD_KEY_RULES = frozenset({"case", "subject"})
+RECORD_KEY_RULES = frozenset({"case", "case_subject", "subject"})
 
 STORAGE_FIELDS = ("status", "first_seen", "last_seen")
 EXTRA_PAGES = "pages"
@@ -72,6 +80,25 @@ EXTRA_REASON_VOCABULARY = "reason_vocabulary"
 EXTRA_OPEN_ENDED = "open_ended"
 EXTRA_VALID_UNTIL_RULE = "valid_until_rule"
 EXTRA_REMOVAL = "removal"
+EXTRA_CONTROLS_REMOVED = "control_characters_removed"  # labels whose values had some
+EXTRA_TRUNCATED = "truncated"  # label → published length, for values cut at MAX_FIELD_CHARS
+# What normalisation adds under ``extra``, as opposed to the labels a page published.
+DERIVED_EXTRA_KEYS = frozenset(
+    {
+        EXTRA_PAGES,
+        EXTRA_AMOUNT_MISMATCH,
+        EXTRA_NAME_PARTS,
+        EXTRA_CASE_NUMBER_PARTS,
+        EXTRA_CODE_CHECKS,
+        EXTRA_FILED_ON,
+        EXTRA_REASON_VOCABULARY,
+        EXTRA_OPEN_ENDED,
+        EXTRA_VALID_UNTIL_RULE,
+        EXTRA_REMOVAL,
+        EXTRA_CONTROLS_REMOVED,
+        EXTRA_TRUNCATED,
+    }
+)
 
 # Output order: the schema's Record table, minus the fields storage owns.
 RECORD_FIELDS = tuple(name for name in SCHEMA_RECORD_FIELDS if name not in STORAGE_FIELDS)
@@ -120,6 +147,39 @@ def _route(target: str, value: str) -> str:
 def _plan(labels: tuple[str, ...]) -> tuple[tuple[str, int, str], ...]:
     """``resolve`` for every label of a page: a list's pages repeat one set of labels."""
     return tuple(resolve(label) for label in labels)
+
+
+def _scrubbed(entry: RawEntry) -> tuple[RawEntry, set[str], dict[str, int]]:
+    """The entry with control characters removed from its labels and values and values cut
+    to ``MAX_FIELD_CHARS``; the labels touched are returned for ``extra``."""
+    scrubbed: set[str] = set()
+    truncated: dict[str, int] = {}
+
+    def page(values: dict[str, Any]) -> dict[str, Any]:
+        if not any(
+            (type(v) is str and (len(v) > MAX_FIELD_CHARS or has_controls(v))) or has_controls(k)
+            for k, v in values.items()
+        ):
+            return values
+        out: dict[str, Any] = {}
+        for label, value in values.items():
+            clean_label = strip_controls(label)
+            if clean_label != label:
+                scrubbed.add(clean_label)
+            if type(value) is str:
+                if has_controls(value):
+                    value = strip_controls(value)
+                    scrubbed.add(clean_label)
+                if len(value) > MAX_FIELD_CHARS:
+                    truncated[clean_label] = len(value)
+                    value = value[:MAX_FIELD_CHARS]
+            out[clean_label] = value
+        return out
+
+    cleaned = replace(
+        entry, fields=page(entry.fields), subject=page(entry.subject), row=page(entry.row)
+    )
+    return cleaned, scrubbed, truncated
 
 
 def _collect(entry: RawEntry, overrides: dict[str, str] | None) -> _Collected:
@@ -274,6 +334,7 @@ def normalise_entry(
         raise ValueError(f"unknown list_kind {list_kind!r}")
     if record_key_rule not in RECORD_KEY_RULES:
         raise ValueError(f"unknown record_key_rule {record_key_rule!r}")
+    entry, scrubbed, truncated = _scrubbed(entry)
     c = _collect(entry, label_overrides)
     v = c.values
 
@@ -347,6 +408,10 @@ def normalise_entry(
     if (removal := _removal(c)) is not None:
         extra[EXTRA_REMOVAL] = removal
     extra[EXTRA_PAGES] = [{"url": p.url, "sha256": p.sha256, "role": p.role} for p in entry.pages]
+    if scrubbed:
+        extra[EXTRA_CONTROLS_REMOVED] = sorted(scrubbed)
+    if truncated:
+        extra[EXTRA_TRUNCATED] = dict(sorted(truncated.items()))
 
     return {
         "source": entry.source,

@@ -8,14 +8,15 @@ keeps them whole instead of gluing them to a neighbour.
 
 Loading costs about a second (jieba's own dictionary, then ours) and happens once per process,
 on first use. jieba caches its prefix dictionary in the system temp directory
-(``tempfile.gettempdir()``), never in the repository. Cutting is done with ``HMM=False``: an
-unknown name stays as single characters instead of being guessed into a word, so the result
-depends only on the dictionaries.
+(``tempfile.gettempdir()``, one file per user), never in the repository. Cutting is done
+with ``HMM=False``: an unknown name stays as single characters instead of being guessed into
+a word, so the result depends only on the dictionaries.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,6 +74,8 @@ def tokenizer() -> jieba.Tokenizer:
     """jieba with its default dictionary plus the project's words; built once per process."""
     logging.getLogger("jieba").setLevel(logging.WARNING)  # no "Building prefix dict" noise
     tk = jieba.Tokenizer()
+    # One cache per user: a cache another user wrote first cannot be replaced by this one.
+    tk.cache_file = f"jieba.u{os.getuid()}.cache"
     tk.initialize()
     for word in _extra_words():
         tk.add_word(word, freq=max(MIN_FREQ, tk.FREQ.get(word) or 0))

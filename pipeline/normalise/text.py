@@ -42,6 +42,24 @@ _BRACKETS = str.maketrans({"〔": "(", "〕": ")", "[": "(", "]": ")", "【": "(
                            "〖": "(", "〗": ")", "（": "(", "）": ")"})  # fmt: skip
 
 
+# C0 and C1 control characters other than tab and line breaks: they carry no text, and a NUL
+# cuts strings short in e-mail, feeds and C libraries and is refused by PostgreSQL.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# The longest value kept for one field. Real cells (even 违法事实 narratives) stay far below;
+# a page that puts megabytes in a cell would otherwise be copied into every table and alert.
+MAX_FIELD_CHARS = 20_000
+
+
+def strip_controls(s: str) -> str:
+    """``s`` without control characters (tab, CR and LF kept); those that separate words
+    (vertical tab, form feed, the information separators, NEL) become a space."""
+    return _CONTROL_RE.sub(lambda m: " " if m.group().isspace() else "", s)
+
+
+def has_controls(s: str) -> bool:
+    return _CONTROL_RE.search(s) is not None
+
+
 @lru_cache(maxsize=1)
 def _t2s() -> opencc.OpenCC:
     """One converter per process: building it loads OpenCC's dictionaries."""
@@ -120,13 +138,35 @@ def name_key(s: str | None) -> str | None:
 
 
 def case_number_key(s: str | None) -> str | None:
-    """The schema's ``case_number_key``: NFKC, no whitespace, every bracket pair → ``()``.
+    """The schema's ``case_number_key``: NFKC, no whitespace, every bracket pair → ``()``,
+    traditional characters → simplified.
 
-    ``厦文旅罚〔2019〕12号`` → ``厦文旅罚(2019)12号``; no script conversion, since case
-    numbers are issued in simplified characters and must match exactly otherwise.
+    ``厦文旅罚〔2019〕12号`` → ``厦文旅罚(2019)12号``. Case numbers are issued in simplified
+    characters, but a page shown through a traditional-script converter (廈文旅罰) is the
+    same case: without folding, one run would delist it and the next relist it. ASCII case
+    is kept (``A`` and ``a`` may be different series).
     """
     if s is None:
         return None
     text = unicodedata.normalize("NFKC", s)
     text = _SPACE_RE.sub("", text).translate(_BRACKETS)
-    return text or None
+    return _traditional_folded(text) if text else None
+
+
+def _traditional_folded(text: str) -> str:
+    """Characters outside GB 2312 turned simplified, one by one. Those inside are left alone:
+    some are simplified characters OpenCC would still change (乾安 → 干安, 於 → 于)."""
+    try:
+        text.encode("gb2312")
+    except UnicodeEncodeError:
+        return "".join(ch if _in_gb2312(ch) else _t2s().convert(ch) for ch in text)
+    return text
+
+
+@lru_cache(maxsize=1 << 14)
+def _in_gb2312(ch: str) -> bool:
+    try:
+        ch.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return True
