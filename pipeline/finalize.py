@@ -44,6 +44,7 @@ from storage.runs import (
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+RESTAGE_BATCH = 1000  # changed_entries reads pages of this size
 
 
 def finalize_run(engine: Engine, run_id: str) -> str:
@@ -175,7 +176,7 @@ def _keep_stored_values(
         list_id: {f["field"] for f in assertions.get(list_id, ()) if f["check"] == "fill_rate"}
         for list_id in unhealthy
     }
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in changed_entries(conn, run_id, lists=unhealthy):
         kept = keep_stored(entry.old, entry.new, untrusted[entry.list])
         if kept is not None:
@@ -187,4 +188,7 @@ def _keep_stored_values(
                     "content_hash": content_hash(kept),
                 }
             )
+        if len(rows) >= RESTAGE_BATCH:  # changed_entries reads whole pages: safe to write
+            restage(conn, run_id, rows)
+            rows = []
     restage(conn, run_id, rows)

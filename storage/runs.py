@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, func, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
 from crawlers.registry import SourceDef
@@ -240,11 +240,13 @@ def seen_again_counts(conn: Connection, run_id: str) -> dict[str, int]:
 
 
 def changed_entries(
-    conn: Connection, run_id: str, lists: Iterable[str] | None = None
+    conn: Connection, run_id: str, lists: Iterable[str] | None = None, page: int = 1000
 ) -> Iterator[Row[Any]]:
     """(list, record_key, old, new) of the run's staged entries (of ``lists`` when given)
-    whose content differs from what is stored: the candidates for ``modified``, streamed."""
+    whose content differs from what is stored: the candidates for ``modified``. Read a page
+    at a time by key, so memory stays bounded and the caller may restage between pages."""
     rec = Record.__table__.c
+    key = tuple_(STAGED.c.list, STAGED.c.record_key)
     query = (
         select(
             STAGED.c.list,
@@ -255,10 +257,18 @@ def changed_entries(
         .select_from(STAGED.join(Record.__table__, _same_entry()))
         .where(STAGED.c.run_id == run_id, rec.content_hash != STAGED.c.content_hash)
         .order_by(STAGED.c.list, STAGED.c.record_key)
+        .limit(page)
     )
     if lists is not None:
         query = query.where(STAGED.c.list.in_(sorted(lists)))
-    yield from conn.execute(query, execution_options={"yield_per": 1000})
+    after: tuple[str, str] | None = None
+    while True:
+        rows = conn.execute(query if after is None else query.where(key > tuple_(*after)))
+        batch = rows.all()
+        yield from batch
+        if len(batch) < page:
+            return
+        after = (batch[-1].list, batch[-1].record_key)
 
 
 def restage(conn: Connection, run_id: str, rows: Sequence[dict[str, Any]]) -> None:

@@ -20,11 +20,13 @@ from typer.testing import CliRunner
 
 from crawlers.registry import get_source
 from pipeline.cli import app
+from pipeline.normalise import content_hash
 from pipeline.normalise.entity import record_key
 from pipeline.normalise.text import MAX_FIELD_CHARS
 from storage.engine import get_engine, upgrade
-from storage.models import RawBody
-from storage.runs import create_run, set_pid
+from storage.models import RawBody, RunRecord
+from storage.runlog import staged_record
+from storage.runs import changed_entries, create_run, restage, set_pid
 from storage.schema import content_of
 from tests.helpers import (
     DAY1,
@@ -379,3 +381,26 @@ def test_a_case_number_shown_in_traditional_script_is_the_same_entry(
     about = [e for e in warning_events(db_url, run_id) if e["record_key"] == "厦文旅罚(2024)167号"]
     assert [e["event"] for e in about] in ([], ["modified"])
     assert not [e for e in warning_events(db_url, run_id) if "167號" in e["record_key"]]
+
+
+def test_changed_entries_are_read_by_pages_and_restaging_between_them_is_safe(
+    db_url: str,
+) -> None:
+    """The drift pass pages through changed entries by key, restaging as it goes."""
+    replay(db_url, DAY1, delist_after=1)
+    engine = get_engine(db_url)
+    stored = [r for r in exported(db_url) if r["list"] == WARNING][:5]
+    with engine.begin() as conn:
+        staged = [
+            staged_record("probe", {**r, "reason": "改过"}, f"changed-{i}")
+            for i, r in enumerate(stored)
+        ]
+        conn.execute(RunRecord.__table__.insert(), staged)
+        seen = []
+        for row in changed_entries(conn, "probe", page=2):
+            seen.append(row.record_key)
+            again = {"list": row.list, "record_key": row.record_key, "data": row.old}
+            restage(conn, "probe", [{**again, "content_hash": content_hash(row.old)}])
+        assert seen == sorted(r["record_key"] for r in stored)
+        assert list(changed_entries(conn, "probe", page=2)) == []
+        conn.execute(RunRecord.__table__.delete().where(RunRecord.__table__.c.run_id == "probe"))
