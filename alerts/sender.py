@@ -24,7 +24,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -46,7 +45,7 @@ from storage.outbox import (
     mark_delivered,
     release_claims,
 )
-from storage.runs import this_host
+from storage.runs import pid_running, this_host
 
 MAX_ATTEMPTS = 8
 FIRST_RETRY = timedelta(minutes=1)
@@ -168,17 +167,7 @@ def _sender_gone(owner: str) -> bool:
         return False
     if host != this_host() or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # exists, another user's
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat.rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"])  # a zombie is done
+    return not pid_running(pid)
 
 
 def _release_gone(engine: Engine) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from storage.runs import pid_running
+
 
 def proc_file(pid: int, name: str) -> bytes | None:
     try:
@@ -24,17 +26,9 @@ def process_alive(run: Row[Any]) -> bool:
     exists, a zombie, a crawl process of another run (a reused pid), or this very process
     (a run left by an earlier process with the same pid) are all gone."""
     pid = run.pid
-    if not pid or pid == os.getpid():
+    if not pid or pid == os.getpid() or not pid_running(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, another user's
-    stat, cmdline = proc_file(pid, "stat"), proc_file(pid, "cmdline")
-    if stat is not None and stat.rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"]):
-        return False
+    cmdline = proc_file(pid, "cmdline")
     if cmdline is not None:
         args = cmdline.split(b"\0")
         if any(arg.startswith(b"CW_RUN_ID=") for arg in args):

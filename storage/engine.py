@@ -150,11 +150,12 @@ def alembic_config(url: str | None = None) -> Config:
 def upgrade(url: str | None = None) -> None:
     """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``). A
     read-only database already at the newest schema is left as it is."""
-    if read_only_reason(url) is not None:
+    reason = read_only_reason(url)
+    if reason is not None:
         current, head = current_revision(url), head_revision()
         if current != head:
             raise ReadOnlyDatabase(
-                f"{read_only_reason(url)} and its schema ({current}) is older than this "
+                f"{reason} and its schema ({current}) is older than this "
                 f"version's ({head}): run `creditwatch db upgrade` where it is writable"
             )
         return

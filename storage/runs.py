@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, case, func, select, tuple_, update
@@ -105,6 +106,22 @@ def set_pid(engine: Engine, run_id: str, pid: int) -> None:
 def this_host() -> str:
     """The host a run is stamped with: only there can its process be seen."""
     return socket.gethostname()
+
+
+def pid_running(pid: int) -> bool:
+    """Whether a process ``pid`` of this host exists and has not ended (a zombie has; one of
+    another user counts as running). Shared by the run sweep and the alert claims."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no /proc to ask: it exists
+    return stat.rsplit(b")", 1)[-1].split()[:1] not in ([b"Z"], [b"X"])
 
 
 def get_run(conn: Connection, run_id: str) -> Row[Any]:

@@ -44,13 +44,21 @@ class Applied:
 
 
 @contextmanager
-def webhook_receiver(secret: str) -> Iterator[tuple[str, Applied]]:
-    """``(url, applied)``; a request with a wrong signature gets 401 and is not applied."""
+def webhook_receiver(
+    secret: str, redirect_while: Callable[[], bool] = lambda: False
+) -> Iterator[tuple[str, Applied]]:
+    """``(url, applied)``; a request with a wrong signature gets 401 and is not applied, and
+    while ``redirect_while()`` holds every request gets a 301 (a receiver that moved)."""
     applied = Applied()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if redirect_while():
+                self.send_response(301)
+                self.send_header("Location", "https://hooks.example.org/new-place")
+                self.end_headers()
+                return
             expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             if not hmac.compare_digest(self.headers.get(SIGNATURE, ""), expected):
                 self.send_response(401)

@@ -6,8 +6,6 @@ until the configuration is fixed (``alerts retry`` revives alerts that failed fo
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,7 @@ from storage.engine import get_engine, upgrade
 from storage.models import Alert
 from storage.outbox import alert_log, claim_next, insert_alerts
 from storage.runs import this_host
-from tests.alert_receivers import SIGNATURE, Applied, smtp_receiver, webhook_receiver
+from tests.alert_receivers import Applied, smtp_receiver, webhook_receiver
 
 ALERTS = Alert.__table__
 SECRET = "s3cret-for-claims"
@@ -234,35 +231,9 @@ class Redirecting:
 @contextmanager
 def redirecting_receiver(secret: str) -> Iterator[tuple[str, Redirecting]]:
     state = Redirecting()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if state.redirect:
-                self.send_response(301)
-                self.send_header("Location", "https://hooks.example.org/new-place")
-                self.end_headers()
-                return
-            expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(self.headers.get(SIGNATURE, ""), expected):
-                self.send_response(401)
-                self.end_headers()
-                return
-            state.applied.receive(self.headers["Idempotency-Key"], json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with webhook_receiver(secret, redirect_while=lambda: state.redirect) as (url, applied):
+        state.applied = applied
+        yield url, state
 
 
 @dataclass

@@ -7,6 +7,7 @@ raises no false ``delisted`` or ``modified``.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -116,8 +117,7 @@ def test_an_entry_read_twice_is_a_repeated_row(db_url: str, tmp_path: Path) -> N
     data = load_cassette(DAY2)
     twin = interaction(data, XIE_DETAIL)
     other = interaction(data, "xygs-detail.html?id=05079e8617993aca8d10c83a1056e3c9")
-    other["response"] = json.loads(json.dumps(twin["response"], default=str))
-    other["response"]["body"]["string"] = twin["response"]["body"]["string"]
+    other["response"] = copy.deepcopy(twin["response"])
     damaged = save_cassette(data, tmp_path / "day2-entry-twice.yaml")
 
     replay(db_url, DAY1, delist_after=1)
