@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from crawlers.registry import get_source
-from pipeline.normalise import content_hash
+from core.normalise import content_hash
+from core.registry import get_source
 from storage.engine import get_engine, upgrade
 from storage.lifecycle import RunDetection, apply_run
 from storage.models import Event

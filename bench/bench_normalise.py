@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 from stdnum.cn import uscc as stdnum_uscc
 
-from crawlers.items import PageRef, RawEntry
-from pipeline.normalise import content_hash, normalise_entry, warm_up
-from pipeline.normalise.labels import lookup
-from pipeline.normalise.regions import table
+from core.items import PageRef, RawEntry
+from core.normalise import content_hash, normalise_entry, warm_up
+from core.normalise.labels import lookup
+from core.normalise.regions import table
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"

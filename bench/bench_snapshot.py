@@ -4,7 +4,7 @@ under 30 s and under 1 GB).
 Set-up (not timed): one run stores N synthetic records of ``xmtravel.warning`` through the
 real path (staging, change detection, record history) into a fresh SQLite file, or into the
 database in DATABASE_URL. Then a child process writes the snapshot with
-``storage.snapshots.write_snapshot`` (as-of reconstruction, Parquet in row groups, manifest
+``export.snapshots.write_snapshot`` (as-of reconstruction, Parquet in row groups, manifest
 with sha256): the benchmark prints its wall seconds, records/s and peak resident memory.
 
     python bench/bench_snapshot.py [--records 1000000] [--format parquet]
@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crawlers.registry import get_source
-from pipeline.normalise import content_hash
+from core.normalise import content_hash
+from core.registry import get_source
 from storage.engine import get_engine, upgrade
 from storage.lifecycle import RunDetection, apply_run
 from storage.runlog import RunWriter
@@ -118,7 +118,7 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 from storage.engine import get_engine
-from storage.snapshots import write_snapshot
+from export.snapshots import write_snapshot
 url, out, fmt = sys.argv[1:4]
 start = time.perf_counter()
 with get_engine(url).connect() as conn:

@@ -20,9 +20,9 @@ from pathlib import Path
 import yaml
 from scrapy.http import HtmlResponse, Request
 
-from crawlers.items import RawEntry
+from core.items import RawEntry
+from core.normalise import content_hash, normalise_entry
 from crawlers.spiders.xmtravel import XmtravelSpider
-from pipeline.normalise import content_hash, normalise_entry
 from pipeline.run import CrawlSpec, crawl
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "xmtravel"

@@ -18,7 +18,7 @@ from scrapy.http import Response
 from scrapy.spiders import Spider
 from twisted.python.failure import Failure
 
-from crawlers.outcomes import PageProblem
+from core.outcomes import PageProblem
 from crawlers.runcontext import RunContext, run_context
 from crawlers.spiders.base import PortalSpider
 from pipeline.finalize import finalize_run

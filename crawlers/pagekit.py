@@ -12,8 +12,8 @@ from lxml.html import HtmlElement
 from parsel import Selector, SelectorList
 from scrapy.http import Response
 
-from crawlers.items import PageRef
-from crawlers.outcomes import LayoutDrift
+from core.items import PageRef
+from core.outcomes import LayoutDrift
 
 _LABEL_END = re.compile(r"[：:\s\u3000]+$")
 _SPACE = re.compile(r"[\s\u3000\xa0]+")

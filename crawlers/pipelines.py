@@ -8,9 +8,9 @@ from typing import Any
 from scrapy.exceptions import DropItem
 from scrapy.spiders import Spider
 
-from crawlers.items import Announcement, ListPage, RawEntry
+from core.items import Announcement, ListPage, RawEntry
+from core.normalise import content_hash, normalise_entry
 from crawlers.runcontext import RunComponent
-from pipeline.normalise import content_hash, normalise_entry
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Self
 from scrapy.crawler import Crawler
 from sqlalchemy import Engine
 
-from crawlers.registry import SourceDef
+from core.registry import SourceDef
 from storage.runlog import RunWriter
 from storage.runs import set_clock
 

@@ -13,12 +13,8 @@ from scrapy.spiders import Spider
 from scrapy.utils.defer import deferred_to_future
 from twisted.internet import reactor, task
 
-from crawlers.outcomes import (
-    MalformedPage,
-    outcome_for_exception,
-    outcome_for_status,
-    undecodable,
-)
+from core.outcomes import MalformedPage, outcome_for_status
+from crawlers.responses import outcome_for_exception, undecodable
 from crawlers.runcontext import RunComponent
 
 

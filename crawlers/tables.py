@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pipeline.normalise.labels import canonical_label, lookup
+from core.normalise.labels import canonical_label, lookup
 
 if TYPE_CHECKING:
     from docx.table import Table as DocxTable

@@ -23,11 +23,14 @@ from alerts.messages import sample_message
 from alerts.render import event_line
 from alerts.sender import send_pending
 from alerts.subscriptions import Subscription, load_file
-from crawlers.registry import RegistryError, broken_sources, get_source, load_registry
+from core.registry import RegistryError, broken_sources, get_source, load_registry
+from core.schema import RECORD_FIELDS
+from export.formats import write_csv, write_jsonl
+from export.snapshots import MANIFEST, SnapshotError, write_snapshot
 from pipeline.run import CrawlError, CrawlSpec, crawl
 from storage.announcements import list_announcements
 from storage.archive import NotArchived, get_response
-from storage.asof import DIFF_FIELDS
+from storage.asof import DIFF_FIELDS, export_records
 from storage.asof import diff as diff_lists
 from storage.engine import (
     ReadOnlyDatabase,
@@ -37,7 +40,7 @@ from storage.engine import (
     read_only_reason,
     upgrade,
 )
-from storage.exports import export_records, query_events, write_csv, write_jsonl
+from storage.events import query_events
 from storage.outbox import (
     alert_log,
     delete_subscription,
@@ -46,8 +49,6 @@ from storage.outbox import (
     subscription_rows,
 )
 from storage.runs import get_run, list_runs, run_lists
-from storage.schema import RECORD_FIELDS
-from storage.snapshots import MANIFEST, SnapshotError, write_snapshot
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

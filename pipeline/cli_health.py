@@ -159,7 +159,7 @@ def health(
 ) -> None:
     """Each source's standing (ok, failing after K unhealthy runs, never run) and its last
     runs: state, each list's health and records, fetch outcomes and events."""
-    from crawlers.registry import RegistryError, get_source, load_registry
+    from core.registry import RegistryError, get_source, load_registry
     from pipeline.cli import connect, fail, out
 
     try:

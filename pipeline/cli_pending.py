@@ -50,7 +50,7 @@ def release_pending(
 
 
 def _resolve_list(list_ref: str | None, source: str | None) -> str | None:
-    from crawlers.registry import RegistryError, get_source, load_registry
+    from core.registry import RegistryError, get_source, load_registry
     from pipeline.cli import fail
 
     if list_ref is None:

@@ -119,7 +119,7 @@ def _report_broken() -> None:
     so on stderr (with file and line) so the listing itself stays usable."""
     from rich.markup import escape
 
-    from crawlers.registry import broken_sources
+    from core.registry import broken_sources
     from pipeline.cli import err
 
     for problem in broken_sources():

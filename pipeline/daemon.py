@@ -66,7 +66,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Row
 
-from crawlers.registry import SourceDef, broken_sources, load_registry
+from core.registry import SourceDef, broken_sources, load_registry
 from pipeline.processes import parent_of, process_alive
 from storage.daemon import abort_dead_runs, running_runs
 from storage.engine import database_url, get_engine, upgrade

@@ -12,9 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from alerts.outbox import enqueue_health, enqueue_run
-from crawlers.registry import get_source
-from pipeline.drift import keep_stored, measure
-from pipeline.health import (
+from core.drift import keep_stored, measure
+from core.health import (
     FetchOutcome,
     ListHealth,
     PageSeen,
@@ -24,7 +23,8 @@ from pipeline.health import (
     repeat_findings,
     run_state,
 )
-from pipeline.normalise import content_hash
+from core.normalise import content_hash
+from core.registry import get_source
 from storage.announcements import announcement_summary, run_announcements
 from storage.lifecycle import RunDetection, apply_run
 from storage.runs import (
@@ -168,7 +168,7 @@ def _keep_stored_values(
     assertions: dict[str, list[dict[str, Any]]],
 ) -> None:
     """On lists that are not healthy, an entry with a blanked field or a changed field whose
-    fill rate broke keeps its stored content (``pipeline.drift.keep_stored``)."""
+    fill rate broke keeps its stored content (``core.drift.keep_stored``)."""
     unhealthy = {lh.list for lh in judged if lh.health != "healthy"}
     if not unhealthy:
         return

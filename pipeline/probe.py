@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.outcomes import outcome_for_status
+from core.registry import get_source
 from crawlers.creditchina_api import (
     DETAILS_PARAMS,
     RECORDS_PARAMS,
@@ -31,8 +33,6 @@ from crawlers.creditchina_api import (
     subject_hits,
 )
 from crawlers.creditchina_page import fetch_in_page, launch_options, unreachable
-from crawlers.outcomes import outcome_for_status
-from crawlers.registry import get_source
 
 SOURCE = "creditchina"
 

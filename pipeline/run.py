@@ -19,8 +19,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from core.registry import get_source
 from crawlers.captcha import MODES as CAPTCHA_MODES
-from crawlers.registry import get_source
 from pipeline.processes import process_alive
 from storage.daemon import abort_dead_runs
 from storage.engine import database_url, get_engine, require_writable, upgrade

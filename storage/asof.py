@@ -28,9 +28,9 @@ from sqlalchemy import LargeBinary, String, Text, and_, case, cast, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
-from crawlers.registry import get_source
+from core.registry import get_source
+from core.schema import NON_CONTENT_FIELDS, RECORD_FIELDS, content_of
 from storage.models import Event, Record, RecordHistory, Run, RunList
-from storage.schema import NON_CONTENT_FIELDS, RECORD_FIELDS, content_of
 from storage.types import utc
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -437,3 +437,17 @@ def diff(
                 }
             )
     return rows, {lst: (start.get(lst), end.get(lst)) for lst in lists}
+
+
+def export_records(
+    conn: Connection,
+    source: str,
+    lists: Iterable[str],
+    *,
+    include_removed: bool = False,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each list's entries as its latest healthy run left them (values and status then;
+    ``storage.asof`` says what that means for database and announcement lists), sorted by
+    list then record_key; and the lists no healthy run vouches for yet."""
+    records, _, unvouched = records_as_of(conn, source, lists, include_removed=include_removed)
+    return records, unvouched

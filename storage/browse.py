@@ -24,13 +24,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Row
 
-from crawlers.registry import ListDef
-from pipeline.normalise.text import case_number_key, fold
-from pipeline.redact import PERSON, pseudonym
+from core.normalise.text import case_number_key, fold
+from core.redact import PERSON, pseudonym
+from core.registry import ListDef
+from core.schema import RECORD_FIELDS
 from storage.asof import Vouch, iter_list, vouching_runs
-from storage.exports import event_dict
+from storage.events import event_dict
 from storage.models import Event, Record, Run
-from storage.schema import RECORD_FIELDS
 from storage.sql import sha256_hex
 
 RECORDS = Record.__table__
@@ -230,7 +230,7 @@ def is_person(records: list[dict[str, Any]]) -> bool:
 
 
 def entity_for_pseudonym(conn: Connection, value: str) -> str | None:
-    """The entity id whose pseudonym (``pipeline.redact.pseudonym``) is ``value``, if it is a
+    """The entity id whose pseudonym (``core.redact.pseudonym``) is ``value``, if it is a
     natural person's; the hash is compared in the database."""
     digest = value.removeprefix(PSEUDONYM_PREFIX).lower()
     if not value.startswith(PSEUDONYM_PREFIX) or len(digest) != 16:

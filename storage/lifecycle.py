@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from core.schema import content_of
 from storage.models import (
     Event,
     PendingDelisting,
@@ -54,7 +55,6 @@ from storage.models import (
     RunRecord,
     RunRemoval,
 )
-from storage.schema import content_of
 from storage.sql import json_object, sha256_hex
 from storage.types import JSONType
 

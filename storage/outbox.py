@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
-from storage.exports import event_dict
+from storage.events import event_dict
 from storage.models import Alert, Event, RawResponse, Record, Run, RunList, SubscriptionRow
 from storage.sql import insert_ignore
 

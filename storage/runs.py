@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, bindparam, case, func, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
-from crawlers.registry import SourceDef
+from core.registry import SourceDef
 from storage.models import (
     Fetch,
     ListPage,

@@ -11,8 +11,9 @@ import yaml
 from sqlalchemy import select
 
 from pipeline.run import CrawlSpec, crawl
+from storage.asof import export_records
 from storage.engine import get_engine
-from storage.exports import export_records, query_events
+from storage.events import query_events
 from storage.models import Fetch, Run, RunList
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -34,7 +35,7 @@ def events(url: str, run_id: str) -> list[dict[str, Any]]:
 
 
 def exported(url: str, source: str = "xmtravel") -> list[dict[str, Any]]:
-    from crawlers.registry import get_source
+    from core.registry import get_source
 
     with get_engine(url).connect() as conn:
         records, _ = export_records(conn, source, get_source(source).list_ids)

@@ -10,7 +10,7 @@ import pytest
 from alerts.matching import fuzzy_score, match, match_all, text_words
 from alerts.model import EventContext, Evidence, Match, MatchedEvent
 from alerts.subscriptions import Subscription
-from pipeline.normalise.text import fold
+from core.normalise.text import fold
 
 USCC = "91350200612003118E"
 OTHER_USCC = "91350206155012345W"

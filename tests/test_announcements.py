@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from crawlers.registry import get_source
+from core.registry import get_source
 from fixtures.attachments import write_pdf
+from storage.asof import export_records
 from storage.engine import get_engine
-from storage.exports import export_records
 from storage.models import Announcement, Record
 from tests.helpers import (
     FIXTURES,

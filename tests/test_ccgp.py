@@ -119,7 +119,7 @@ def test_records_point_to_their_detail_pages_and_keep_the_list_page(sqlite_url: 
 
 def test_ccgp_labels_fill_reason_and_authority(sqlite_url: str) -> None:
     """严重违法失信行为的具体情形 is the reason and 执法单位 the authority. Needs both labels
-    in the shared label map (pipeline/normalise/labels.py); until then they stay in extra."""
+    in the shared label map (core/normalise/labels.py); until then they stay in extra."""
     ccgp_replay(sqlite_url, DAY1)
     records = {r["case_number"]: r for r in exported(sqlite_url, "ccgp")}
     for want in EXPECTED["label_fields"]:

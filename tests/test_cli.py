@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.schema import EVENT_FIELDS, RECORD_FIELDS
 from pipeline.cli import app
-from storage.schema import EVENT_FIELDS, RECORD_FIELDS
 from tests.helpers import DAY1, DAY2, truth
 
 runner = CliRunner()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.registry import get_source
 from crawlers.cassette import CassetteBridge
 from crawlers.creditchina_api import (
     api_url,
@@ -19,7 +20,6 @@ from crawlers.creditchina_api import (
     subject_hits,
     without_volatile,
 )
-from crawlers.registry import get_source
 from crawlers.watchlist import WatchlistError, WatchSubject, parse_line, read_watchlist
 
 CC = Path(__file__).resolve().parent.parent / "fixtures" / "creditchina"

@@ -23,10 +23,10 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from export.formats import write_csv
 from pipeline.cli import app
 from storage.asof import run_date
 from storage.engine import get_engine
-from storage.exports import write_csv
 from tests.helpers import DAY1, DAY2, load_cassette, run_row, save_cassette
 
 runner = CliRunner()

@@ -143,7 +143,7 @@ FAULTS: dict[str, Fault] = {
 
 
 def test_the_table_covers_every_outcome() -> None:
-    from crawlers.outcomes import OUTCOMES
+    from core.outcomes import OUTCOMES
 
     assert sorted(FAULTS) == sorted(set(OUTCOMES) - {"ok"})
 

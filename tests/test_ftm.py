@@ -1,4 +1,4 @@
-"""FollowTheMoney export (pipeline/ftm.py) over records replayed from the fixtures:
+"""FollowTheMoney export (export/ftm.py) over records replayed from the fixtures:
 xmtravel day 1 (companies and tour guides, a warning list and a good list) and mct_tourism
 day 1 (persons on a blacklist)."""
 
@@ -14,8 +14,8 @@ import pytest
 from followthemoney import model
 from followthemoney.types import registry
 
-from crawlers.registry import get_source
-from pipeline.ftm import (
+from core.registry import get_source
+from export.ftm import (
     SANCTION_KINDS,
     entities,
     export,
@@ -74,7 +74,7 @@ def person(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def redacted(record: dict[str, Any]) -> dict[str, Any]:
-    """A person's record as pipeline/redact.py shows it: short name, no masked ID, hashed keys."""
+    """A person's record as core/redact.py shows it: short name, no masked ID, hashed keys."""
     name = record["entity_name"]
     return {
         **record,

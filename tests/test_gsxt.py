@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from crawlers.items import PageRef
+from core.items import PageRef
 from crawlers.spiders.gsxt import GsxtSpider, _Row
+from storage.asof import export_records
 from storage.engine import get_engine
-from storage.exports import export_records
 from storage.models import Record
 from tests.helpers import (
     FIXTURES,

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from crawlers.registry import HealthChecks, get_source, load_registry, parse_source
-from pipeline.health import FetchOutcome, PageSeen, assertion_findings, judge_list, judge_run
-from pipeline.normalise import content_hash
+from core.health import FetchOutcome, PageSeen, assertion_findings, judge_list, judge_run
+from core.normalise import content_hash
+from core.registry import HealthChecks, get_source, load_registry, parse_source
+from core.schema import RECORD_FIELDS
 from storage.engine import get_engine, upgrade
 from storage.models import Record, Run
 from storage.runlog import RunWriter
 from storage.runs import create_run, last_healthy_list_records, staged_fill_rates, store_health
-from storage.schema import RECORD_FIELDS
 from storage.source_state import source_state
 from tests.helpers import (
     DAY1,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from core.schema import RECORD_FIELDS
+from export.formats import write_csv, write_jsonl
 from storage.engine import get_engine
-from storage.exports import write_csv, write_jsonl
-from storage.schema import RECORD_FIELDS
 from tests.helpers import DAY1, exported, load_cassette, replay, save_cassette
 
 ORIGINAL = "厦门嘉禾酒店有限公司"

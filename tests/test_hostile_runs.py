@@ -19,16 +19,16 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from crawlers.registry import get_source
+from core.normalise import content_hash
+from core.normalise.entity import record_key
+from core.normalise.text import MAX_FIELD_CHARS
+from core.registry import get_source
+from core.schema import content_of
 from pipeline.cli import app
-from pipeline.normalise import content_hash
-from pipeline.normalise.entity import record_key
-from pipeline.normalise.text import MAX_FIELD_CHARS
 from storage.engine import get_engine, upgrade
 from storage.models import RawBody, RunRecord
 from storage.runlog import staged_record
 from storage.runs import changed_entries, create_run, restage, set_pid
-from storage.schema import content_of
 from tests.helpers import (
     DAY1,
     DAY2,

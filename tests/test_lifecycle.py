@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from crawlers.registry import get_source
-from pipeline.normalise import content_hash
+from core.normalise import content_hash
+from core.registry import get_source
 from storage.engine import get_engine, upgrade
 from storage.lifecycle import RunDetection, apply_run, event_id
 from storage.models import Event, Record, RecordHistory

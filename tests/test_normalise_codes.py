@@ -1,11 +1,11 @@
-"""USCC, ID numbers and region codes (pipeline.normalise.codes)."""
+"""USCC, ID numbers and region codes (core.normalise.codes)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.normalise import UsccResult, parse_uscc, region_from_id_number, region_from_uscc
-from pipeline.normalise.codes import id_kind, is_masked_id, is_valid_uscc
+from core.normalise import UsccResult, parse_uscc, region_from_id_number, region_from_uscc
+from core.normalise.codes import id_kind, is_masked_id, is_valid_uscc
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Dates and validity ends (pipeline.normalise.dates)."""
+"""Dates and validity ends (core.normalise.dates)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline.normalise import parse_date, parse_valid_until
+from core.normalise import parse_date, parse_valid_until
 
 D = dt.date(2024, 5, 12)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.normalise import (
+from core.normalise import (
     VOCABULARY_VERSION,
     entity_id,
     entity_type,
@@ -13,8 +13,8 @@ from pipeline.normalise import (
     reason_category,
     record_key,
 )
-from pipeline.normalise.labels import lookup
-from pipeline.normalise.reasons import categories
+from core.normalise.labels import lookup
+from core.normalise.reasons import categories
 
 
 @pytest.mark.parametrize(

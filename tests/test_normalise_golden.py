@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from crawlers.items import PageRef, RawEntry
-from pipeline.normalise import (
+from core.items import PageRef, RawEntry
+from core.normalise import (
     NormaliseError,
     case_number_key,
     classify_code,
@@ -37,8 +37,8 @@ from pipeline.normalise import (
     region_from_uscc,
     senses_values,
 )
-from pipeline.normalise.codes import code_check
-from pipeline.normalise.money import parse_amount_column
+from core.normalise.codes import code_check
+from core.normalise.money import parse_amount_column
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 ROOT = GOLDEN.parent.parent

@@ -1,11 +1,11 @@
-"""Penalty types and amounts from measure texts (pipeline.normalise.money)."""
+"""Penalty types and amounts from measure texts (core.normalise.money)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.normalise import parse_measure
-from pipeline.normalise.money import parse_amount_column, parse_number
+from core.normalise import parse_measure
+from core.normalise.money import parse_amount_column, parse_number
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from stdnum.cn import ric
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.iso7064 import mod_11_10
 
-from crawlers.items import RawEntry
-from pipeline.normalise import normalise_entry
-from pipeline.normalise.codes import (
+from core.items import RawEntry
+from core.normalise import normalise_entry
+from core.normalise.codes import (
     USCC_FILLER,
     classify_code,
     is_valid_org_code,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from crawlers.items import RawEntry
-from pipeline.normalise import content_hash, normalise_entry, segment, text, warm_up
-from pipeline.normalise.build_regions import OUT, build, stdnum_loc_dat
-from storage.schema import content_of
+from core.items import RawEntry
+from core.normalise import content_hash, normalise_entry, segment, text, warm_up
+from core.normalise.build_regions import OUT, build, stdnum_loc_dat
+from core.schema import content_of
 from tests.test_normalise_golden import CASES
 
 
@@ -98,7 +98,7 @@ def test_jieba_and_opencc_load_once_per_process() -> None:
 
 def test_shipped_region_table_is_the_builders_output() -> None:
     """lexicon/regions.txt is generated from python-stdnum's GB/T 2260 table; a stale copy after
-    a stdnum upgrade shows here (regenerate with python -m pipeline.normalise.build_regions)."""
+    a stdnum upgrade shows here (regenerate with python -m core.normalise.build_regions)."""
     assert OUT.read_text(encoding="utf-8") == build(stdnum_loc_dat())
 
 

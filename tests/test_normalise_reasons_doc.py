@@ -1,4 +1,4 @@
-"""docs/reason-vocabulary.md and pipeline/normalise/reasons.py describe the same vocabulary:
+"""docs/reason-vocabulary.md and core/normalise/reasons.py describe the same vocabulary:
 the same domains, versions and categories in the same order, and each documented example
 reason is classified as documented."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.normalise.reasons import VOCABULARIES, categories, reason_category
+from core.normalise.reasons import VOCABULARIES, categories, reason_category
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reason-vocabulary.md"
 _SECTION_RE = re.compile(r"^## `(\w+)` — .*\(version (\d+)\)$")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from crawlers.items import PageRef, RawEntry
-from pipeline.normalise import NormaliseError, content_hash, normalise_entry
+from core.items import PageRef, RawEntry
+from core.normalise import NormaliseError, content_hash, normalise_entry
 
 BASE = "http://credit.xmtravel.gov.cn:10345/credit_tour/"
 TRUTH_DAY1 = Path(__file__).resolve().parents[1] / "fixtures" / "xmtravel" / "truth-day1.json"

@@ -1,10 +1,10 @@
-"""Text hygiene and match keys (pipeline.normalise.text)."""
+"""Text hygiene and match keys (core.normalise.text)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.normalise import case_number_key, clean_text, name_key
+from core.normalise import case_number_key, clean_text, name_key
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_case_number_key_folds_traditional_characters_only() -> None:
 
 
 def test_control_characters_are_removed_and_word_separators_become_spaces() -> None:
-    from pipeline.normalise.text import strip_controls
+    from core.normalise.text import strip_controls
 
     assert strip_controls("谢\x00美\x1b玲") == "谢美玲"
     assert strip_controls("罚款\x0b五万元\x85整") == "罚款 五万元 整"

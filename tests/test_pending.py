@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from alerts.outbox import enqueue_health, enqueue_run
 from alerts.sender import compose
-from crawlers.registry import get_source
+from core.normalise import content_hash
+from core.registry import get_source
 from pipeline.cli import app
 from pipeline.cli_pending import release_pending
-from pipeline.normalise import content_hash
 from storage.engine import get_engine, upgrade
 from storage.lifecycle import RunDetection, apply_run, event_id
 from storage.models import Alert, Event, PendingDelisting, Record

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crawlers import registry
-from crawlers.registry import RegistryError, get_source, load_registry, parse_source
+from core import registry
+from core.registry import RegistryError, get_source, load_registry, parse_source
 from pipeline.cli import app
 from pipeline.daemon import ALERTS_JOB, Daemon, DaemonOptions, desired_jobs
 from tests.helpers import DAY1
@@ -132,7 +132,7 @@ def test_a_misspelt_key_in_any_block_is_an_error(
 
 def test_shipped_sources_all_load_with_every_key_declared() -> None:
     assert registry.broken_sources() == ()
-    assert len(load_registry()) == len(list(Path(registry.__file__).parent.glob("sources/*.yml")))
+    assert len(load_registry()) == len(list(registry.SHIPPED_SOURCES.glob("*.yml")))
 
 
 def test_a_typo_names_the_file_its_line_and_the_key_meant(sources_dir: Path) -> None:

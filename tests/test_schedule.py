@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, text, update
 
-from crawlers.registry import RegistryError, get_source, load_registry, parse_source
+from core.registry import RegistryError, get_source, load_registry, parse_source
 from pipeline.daemon import (
     ALERTS_JOB,
     JOBS_TABLE,

@@ -14,22 +14,22 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from crawlers.registry import get_source
+from core.registry import get_source
+from core.schema import RECORD_FIELDS
+from export.dictionary import data_dictionary
+from export.snapshots import DICTIONARY, MANIFEST, _json_table, _table, verify, write_snapshot
 from pipeline.cli import app
 from storage.asof import (
     JsonRow,
     diff,
+    export_records,
     iter_json_rows,
     iter_rows,
     records_as_of,
     run_date,
     vouching_runs,
 )
-from storage.dictionary import data_dictionary
 from storage.engine import get_engine
-from storage.exports import export_records
-from storage.schema import RECORD_FIELDS
-from storage.snapshots import DICTIONARY, MANIFEST, _json_table, _table, verify, write_snapshot
 from tests.helpers import FIXTURES, events, replay, run_row
 
 DATA_FORMATS = ("parquet", "csv", "jsonl")

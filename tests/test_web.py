@@ -24,15 +24,15 @@ from markupsafe import escape
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from crawlers.registry import get_source
+from core.redact import pseudonym, short_name
+from core.registry import get_source
+from core.schema import EVENT_FIELDS, RECORD_FIELDS
+from export.snapshots import MANIFEST, write_snapshot
 from pipeline.cli import app as cli_app
-from pipeline.redact import pseudonym, short_name
 from storage.archive import BODIES, RESPONSES, body_row, get_response
 from storage.asof import records_as_of, run_date
 from storage.engine import get_engine
 from storage.models import Event, Record, RecordHistory
-from storage.schema import EVENT_FIELDS, RECORD_FIELDS
-from storage.snapshots import MANIFEST, write_snapshot
 from tests.helpers import FIXTURES, replay, run_row
 from web.app import CSP, RAW_CSP, create_app, http_url
 from web.i18n import FIELDS, LABELS

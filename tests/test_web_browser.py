@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from crawlers.creditchina_page import CHROMIUM_ARGS
+from export.snapshots import MANIFEST, write_snapshot
+from storage.asof import export_records
 from storage.engine import get_engine
-from storage.exports import export_records
-from storage.snapshots import MANIFEST, write_snapshot
 from tests.cassette_support import chromium_executable, playwright_browser_available
 from tests.helpers import FIXTURES, replay
 

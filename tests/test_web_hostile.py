@@ -24,13 +24,13 @@ from sqlalchemy import select, update
 from starlette.routing import Mount
 from typer.testing import CliRunner
 
-from crawlers.registry import get_source, load_registry
+from core.redact import pseudonym, redact_entity, redact_event, redact_record
+from core.registry import get_source, load_registry
+from export.snapshots import MANIFEST, write_snapshot
 from pipeline.cli import app as cli_app
-from pipeline.redact import pseudonym, redact_entity, redact_event, redact_record
 from storage.archive import RESPONSES
 from storage.engine import get_engine
 from storage.models import Event, Record, RecordHistory, SubscriptionRow
-from storage.snapshots import MANIFEST, write_snapshot
 from tests.helpers import FIXTURES, replay
 from tests.test_web import BLACKLIST, GOOD, JIAHE, JIAHE_USCC, WARNING, Site, build_site
 from web.app import CSP, create_app

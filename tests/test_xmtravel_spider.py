@@ -10,8 +10,8 @@ import scrapy
 from scrapy.http import HtmlResponse, Request
 from sqlalchemy import select
 
-from crawlers.items import ListPage, RawEntry
-from crawlers.outcomes import LayoutDrift
+from core.items import ListPage, RawEntry
+from core.outcomes import LayoutDrift
 from crawlers.spiders.xmtravel import XmtravelSpider
 from storage.engine import get_engine
 from storage.models import Record

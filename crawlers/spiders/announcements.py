@@ -29,10 +29,10 @@ from parsel import Selector
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
-from crawlers.items import Announcement, AttachmentRead, ListPage, PageRef, RawEntry
-from crawlers.outcomes import EmptyPage, LayoutDrift
+from core.items import Announcement, AttachmentRead, ListPage, PageRef, RawEntry
+from core.outcomes import EmptyPage, LayoutDrift
+from core.registry import AnnouncementDef
 from crawlers.pagekit import label_of, page_ref
-from crawlers.registry import AnnouncementDef
 from crawlers.runcontext import run_context
 from crawlers.spiders.base import PortalSpider
 from crawlers.tables import Table, TableError, read_tables, sniff_kind

@@ -9,7 +9,7 @@ import scrapy
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
-from crawlers.registry import SourceDef, get_source
+from core.registry import SourceDef, get_source
 
 
 class PortalSpider(scrapy.Spider):

@@ -19,8 +19,8 @@ import scrapy
 from parsel import Selector, SelectorList
 from scrapy.http import Response
 
-from crawlers.items import ListPage, PageRef, RawEntry
-from crawlers.outcomes import EmptyPage, LayoutDrift, MalformedPage
+from core.items import ListPage, PageRef, RawEntry
+from core.outcomes import EmptyPage, LayoutDrift, MalformedPage
 from crawlers.pagekit import cell_text, label_of, one, page_ref, read_grid
 from crawlers.spiders.base import PortalSpider
 

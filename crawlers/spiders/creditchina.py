@@ -40,6 +40,9 @@ from scrapy.http import Response
 from scrapy.settings import BaseSettings
 from twisted.python.failure import Failure
 
+from core.items import ListPage, PageRef, RawEntry
+from core.outcomes import outcome_for_status
+from core.registry import ListDef
 from crawlers.browser import route_through_cassette
 from crawlers.captcha import CaptchaSolver, solver_from_settings
 from crawlers.cassette import CassetteBridge
@@ -68,9 +71,7 @@ from crawlers.creditchina_api import (
 )
 from crawlers.creditchina_page import PageFetch, fetch_in_page, launch_options, unreachable
 from crawlers.extensions import crawl_mode
-from crawlers.items import ListPage, PageRef, RawEntry
-from crawlers.outcomes import outcome_for_exception, outcome_for_status
-from crawlers.registry import ListDef
+from crawlers.responses import outcome_for_exception
 from crawlers.runcontext import RunContext, run_context
 from crawlers.spiders.base import PortalSpider
 from crawlers.watchlist import WatchlistError, WatchSubject, load_watchlist

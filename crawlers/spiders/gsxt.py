@@ -24,8 +24,8 @@ import scrapy
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
-from crawlers.items import ListPage, PageRef, RawEntry
-from crawlers.outcomes import EmptyPage, LayoutDrift, MalformedPage
+from core.items import ListPage, PageRef, RawEntry
+from core.outcomes import EmptyPage, LayoutDrift, MalformedPage
 from crawlers.pagekit import page_ref
 from crawlers.spiders.base import PortalSpider
 

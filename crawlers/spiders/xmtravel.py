@@ -26,8 +26,8 @@ from scrapy.http import Response
 from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
-from crawlers.items import ListPage, PageRef, RawEntry
-from crawlers.outcomes import EmptyPage, MalformedPage, PageProblem
+from core.items import ListPage, PageRef, RawEntry
+from core.outcomes import EmptyPage, MalformedPage, PageProblem
 from crawlers.pagekit import one, page_ref, read_grid, read_label_table, read_pager
 from crawlers.spiders.base import PortalSpider
 

@@ -4,7 +4,7 @@ python-stdnum keeps ``stdnum/cn/loc.dat`` (every division code since 1980 with t
 name was in use) up to date with its releases; this script flattens it into the small table
 the normaliser loads. Run it after upgrading python-stdnum and commit the result:
 
-    python -m pipeline.normalise.build_regions
+    python -m core.normalise.build_regions
 
 It is a maintenance tool, never called while normalising.
 """

@@ -18,8 +18,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.normalise.record import DERIVED_EXTRA_KEYS, EXTRA_PAGES
-from storage.schema import content_of
+from core.normalise.record import DERIVED_EXTRA_KEYS, EXTRA_PAGES
+from core.schema import content_of
 
 # A field blanked on at least this many entries seen before, and on at least this share of
 # them, broke in the run rather than being corrected entry by entry.

@@ -34,7 +34,7 @@ from followthemoney.types import registry
 from followthemoney.util import ENTITY_ID_LEN
 
 if TYPE_CHECKING:
-    from crawlers.registry import SourceDef
+    from core.registry import SourceDef
 
 DATASET = "creditwatch"
 COUNTRY = "cn"

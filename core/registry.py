@@ -37,7 +37,7 @@ RECORD_KEY_RULES: tuple[str, ...] = get_args(RecordKeyRule)
 PUBLICATIONS: tuple[str, ...] = get_args(Publication)
 
 SOURCES_DIR_ENV = "CREDITWATCH_SOURCES_DIR"
-SHIPPED_SOURCES = Path(__file__).resolve().parent / "sources"
+SHIPPED_SOURCES = Path(__file__).resolve().parent.parent / "crawlers" / "sources"
 
 
 class RegistryError(ValueError):

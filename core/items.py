@@ -1,7 +1,7 @@
 """What spiders emit: raw, portal-shaped facts, before any normalisation.
 
 Spiders read pages and hand over text exactly as published, keyed by the portal's own
-Chinese labels. Everything that interprets those texts lives in ``pipeline.normalise``.
+Chinese labels. Everything that interprets those texts lives in ``core.normalise``.
 """
 
 from __future__ import annotations

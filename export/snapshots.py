@@ -31,12 +31,12 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Connection
 
-from crawlers.registry import get_source
-from pipeline.redact import redact_record
+from core.redact import redact_record
+from core.registry import get_source
+from core.schema import RECORD_FIELDS, SCHEMA_VERSION
+from export.dictionary import data_dictionary
+from export.formats import write_csv, write_jsonl
 from storage.asof import JsonRow, Row, Vouch, iter_json_rows, iter_rows, vouching_runs
-from storage.dictionary import data_dictionary
-from storage.exports import write_csv, write_jsonl
-from storage.schema import RECORD_FIELDS, SCHEMA_VERSION
 
 FORMATS = ("parquet", "csv", "jsonl", "ftm")
 ROW_GROUP = 100_000
@@ -287,7 +287,7 @@ def write_snapshot(
 
     ``lists`` narrows to those list ids (full ids); every list of the sources otherwise.
     CSV cells a spreadsheet would run as formulas are neutralised unless ``raw``
-    (``storage.exports.neutralise``); the manifest says which.
+    (``export.formats.neutralise``); the manifest says which.
     """
     if fmt not in FORMATS:
         raise SnapshotError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -348,7 +348,7 @@ def _write_ftm(
 ) -> None:
     """One FollowTheMoney file per source: subjects merged across its lists, ids in one
     ``creditwatch`` namespace so the same company has the same id in every source's file."""
-    from pipeline.ftm import export, names_from_sources  # followthemoney loads on import
+    from export.ftm import export, names_from_sources  # followthemoney loads on import
 
     counts: dict[str, int] = {}
 

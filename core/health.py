@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from crawlers.registry import HealthChecks
+    from core.registry import HealthChecks
 
 HEALTH_ORDER = ("healthy", "degraded", "failed")
 EXAMPLES = 5

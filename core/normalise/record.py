@@ -34,9 +34,9 @@ from typing import Any
 
 import orjson
 
-from crawlers.items import RawEntry
-from storage.schema import RECORD_FIELDS as SCHEMA_RECORD_FIELDS
-from storage.schema import content_of
+from core.items import RawEntry
+from core.schema import RECORD_FIELDS as SCHEMA_RECORD_FIELDS
+from core.schema import content_of
 
 from .casenum import parse_case_key
 from .codes import (
@@ -328,7 +328,7 @@ def normalise_entry(
 
     Dates are ISO strings and absent values None, so the result is ready for JSON. Raises
     ``NormaliseError`` when the entry names no subject. Pure: no I/O (the dictionaries it
-    uses are loaded once per process, see ``pipeline.normalise``).
+    uses are loaded once per process, see ``core.normalise``).
     """
     if list_kind not in LIST_KINDS:
         raise ValueError(f"unknown list_kind {list_kind!r}")

@@ -10,7 +10,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from storage.schema import RECORD_FIELDS, SCHEMA_VERSION
+from core.schema import RECORD_FIELDS, SCHEMA_VERSION
 
 SCHEMA_DOC = Path(__file__).resolve().parent.parent / "docs" / "SCHEMA.md"
 _ROW = re.compile(r"^\|\s*(?P<names>`[^|]+`)\s*\|\s*(?P<type>[^|]+?)\s*\|\s*(?P<meaning>.+?)\s*\|$")
@@ -40,7 +40,7 @@ def record_fields() -> dict[str, tuple[str, str]]:
 def format_type(name: str, schema_type: str, fmt: str) -> str:
     """How a field is typed in one snapshot format."""
     if fmt == "parquet":
-        from storage.snapshots import parquet_type  # pyarrow only when asked
+        from export.snapshots import parquet_type  # pyarrow only when asked
 
         return str(parquet_type(name))
     if fmt == "csv":
