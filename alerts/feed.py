@@ -4,7 +4,7 @@ Built from the outbox, so the feed says exactly what the subscription's channels
 (in its language), whatever the channels; readers deduplicate entries by their stable id.
 
 A redacting server (``creditwatch serve --redact``) serves the same entries redacted: the
-event and its record go through ``pipeline.redact`` as on every other page, and a name the
+event and its record go through ``core.redact`` as on every other page, and a name the
 subscription matched on is shortened when the subject is a person (the subscriber typed the
 full name, but the feed's readers may be anyone). Entry ids stay the same.
 """
@@ -21,7 +21,7 @@ from alerts.messages import event_message
 from alerts.model import MatchedEvent
 from alerts.outbox import alert_key, thawed
 from alerts.subscriptions import Subscription
-from pipeline.redact import PERSON, redact_entity, replacements, scrub, short_name
+from core.redact import PERSON, redact_entity, replacements, scrub, short_name
 from storage.outbox import subscription_alerts
 
 NAME_CRITERIA = ("name", "fuzzy_name")

@@ -55,11 +55,11 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from crawlers.registry import ListDef, load_registry
-from pipeline.normalise.names import parse_name
-from pipeline.normalise.regions import read_regions
-from pipeline.normalise.segment import cut, industry_words, org_forms, tokenizer
-from pipeline.normalise.text import fold, name_key
+from core.normalise.names import parse_name
+from core.normalise.regions import read_regions
+from core.normalise.segment import cut, industry_words, org_forms, tokenizer
+from core.normalise.text import fold, name_key
+from core.registry import ListDef, load_registry
 
 from .model import EventContext, Match, MatchedEvent
 from .subscriptions import Subscription, keyword_tokens

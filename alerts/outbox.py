@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from alerts.matching import match_all
 from alerts.model import EventContext, Evidence, Match, MatchedEvent
 from alerts.subscriptions import Subscription, SubscriptionError
-from crawlers.registry import RegistryError, get_source
+from core.registry import RegistryError, get_source
 from storage.outbox import (
     insert_alerts,
     run_event_context,

@@ -68,10 +68,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from crawlers.registry import LIST_KINDS, load_registry
-from pipeline.normalise.codes import compact, is_valid_uscc
-from pipeline.normalise.segment import cut
-from pipeline.normalise.text import fold, name_key
+from core.normalise.codes import compact, is_valid_uscc
+from core.normalise.segment import cut
+from core.normalise.text import fold, name_key
+from core.registry import LIST_KINDS, load_registry
 
 MODES = ("immediate", "hourly", "daily")
 LANGUAGES = ("zh", "en")

@@ -18,7 +18,7 @@ around it nor hide what it says. Every response carries a strict Content-Securit
 script runs on any page. Every error (404, 403, 405, 422, NUL in the address: 400, and any
 exception: 500) is answered by ``error_response`` with the same headers and no traceback.
 
-With ``redact`` every route redacts (``pipeline.redact``): lists, entity pages, search and
+With ``redact`` every route redacts (``core.redact``): lists, entity pages, search and
 the JSON API show records and events redacted (persons and legal representatives shortened,
 masked ID numbers dropped, persons' keys pseudonymous), persons' entities answer only at
 their pseudonymous id, Atom feeds are redacted the same way (``alerts.feed``), archived
@@ -51,8 +51,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from crawlers.registry import ListDef, RegistryError, SourceDef, get_source, load_registry
-from pipeline.redact import PERSON, redact_entity, redact_record
+from core.redact import PERSON, redact_entity, redact_record
+from core.registry import ListDef, RegistryError, SourceDef, get_source, load_registry
+from export.snapshots import MANIFEST, software_version
 from storage.archive import NotArchived, get_response
 from storage.asof import SHANGHAI, Vouch, run_date
 from storage.browse import (
@@ -67,7 +68,6 @@ from storage.browse import (
     status_counts,
 )
 from storage.engine import data_dir, get_engine
-from storage.snapshots import MANIFEST, software_version
 from web.i18n import LANGUAGES, Translator, pick_language
 
 HERE = Path(__file__).resolve().parent
