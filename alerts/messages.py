@@ -45,200 +45,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from alerts.model import AlertMessage, EventContext, Evidence, Match, MatchedEvent
+from core.catalogue import LANGUAGES, Texts, check_language
+from core.schema import EVENT_KINDS
 
-LANGUAGES = ("zh", "en")
-KINDS = ("listed", "relisted", "modified", "delisted")
+SECTION = "alerts"  # this module's texts in core/catalogue.yml
 MAX_VALUE = 300  # characters of one scraped value in a body
 MAX_SUBJECT_NAME = 60  # characters of the entity name in a subject
-
-TEXTS: dict[str, dict[str, Any]] = {
-    "zh": {
-        "kind": {
-            "listed": "列入",
-            "delisted": "移出",
-            "modified": "信息更正",
-            "relisted": "重新列入",
-        },
-        "subject_kind": {
-            "listed": "列入",
-            "delisted": "移出",
-            "modified": "信息更正",
-            "relisted": "重新列入",
-        },
-        "cause": {
-            "published_removal": "平台已公布移出（公告或条目中的移出信息）",
-            "expired": "已超过公示截止日期",
-            "disappeared": "在该名单连续多次健康的抓取中均未再出现",
-        },
-        "criterion": {
-            "uscc": "统一社会信用代码",
-            "name": "名称",
-            "fuzzy_name": "近似名称",
-            "keyword": "关键词",
-            "region": "地区",
-            "list": "订阅整个名单",
-        },
-        "health": {
-            "healthy": "健康",
-            "degraded": "降级：不能证明条目已移出",
-            "failed": "失败：没有可用数据",
-        },
-        "problem": {
-            "failing": "连续多次抓取不健康",
-            "aborted": "抓取进程中断",
-            "stale": "长时间没有成功的抓取",
-            "layout_drift": "页面结构变化",
-            "waf_challenge": "被防火墙拦截",
-            "captcha_required": "需要验证码",
-            "rate_limited": "被限流",
-            "session_rejected": "会话被拒绝",
-            "mass_delisting_held": "大量条目同时消失，移出已暂缓，待维护人员确认",
-        },
-        "problem_hint": {
-            "mass_delisting_held": (
-                "此次抓取中该名单有大量条目同时不见了，超过了名单设定的比例和数量。这可能是平台"
-                "真的批量移出，也可能是查询或页面出了问题。为免误报，这些条目暂不移出（待定），"
-                "也没有发出移出告警。请先用 creditwatch pending list 核实，然后用 {release} "
-                "放行（生成移出事件并告警），或用 {discard} 驳回（认定此次抓取有误）。"
-            ),
-        },
-        "baseline": "（基线）",
-        "baseline_note": "这是该名单首次抓取时已存在的条目（基线），不是新发生的列入。",
-        "entity": "主体",
-        "uscc": "统一社会信用代码",
-        "uscc_raw": "公布的代码（未通过校验）",
-        "id_masked": "身份证号（平台已脱敏，按原样）",
-        "list": "名单",
-        "source": "来源",
-        "case_number": "文号",
-        "title": "名称",
-        "reason": "事由",
-        "measure": "处罚结果/措施",
-        "authority": "决定机关",
-        "decided_on": "决定日期",
-        "valid_until": "公示截止",
-        "cause_label": "移出原因",
-        "changes": "变更内容（原值 → 新值）",
-        "match": "匹配原因",
-        "score": "相似度",
-        "evidence": "证据",
-        "source_url": "来源网址",
-        "sha": "存档响应 SHA-256",
-        "run": "抓取批次",
-        "run_health": "该名单在此次抓取中的状况",
-        "fetched_at": "抓取时间",
-        "event_id": "事件编号",
-        "at": "事件时间",
-        "key": "告警键",
-        "subscription": "订阅",
-        "none": "（空）",
-        "unknown": "（未知）",
-        "digest": "摘要",
-        "window": "时间范围",
-        "no_events": "无事件",
-        "total": "共 {n} 条",
-        "count": "{kind} {n}",
-        "health_subject": "来源状况",
-        "detail": "详情",
-        "runs": "最近的抓取",
-        "headline": "{kind}：{name}",
-        "sample_note": "这是一条测试告警，事件为虚构。",
-    },
-    "en": {
-        "kind": {
-            "listed": "Listed",
-            "delisted": "Delisted",
-            "modified": "Modified",
-            "relisted": "Relisted",
-        },
-        "subject_kind": {
-            "listed": "listed on",
-            "delisted": "delisted from",
-            "modified": "modified on",
-            "relisted": "relisted on",
-        },
-        "cause": {
-            "published_removal": "the portal published its removal",
-            "expired": "past its valid-until date",
-            "disappeared": "absent from consecutive healthy runs of the list",
-        },
-        "criterion": {
-            "uscc": "USCC",
-            "name": "name",
-            "fuzzy_name": "similar name",
-            "keyword": "keyword",
-            "region": "region",
-            "list": "whole list",
-        },
-        "health": {
-            "healthy": "healthy",
-            "degraded": "cannot prove absence",
-            "failed": "nothing usable",
-        },
-        "problem": {
-            "failing": "runs keep failing",
-            "aborted": "run aborted",
-            "stale": "no successful run for a long time",
-            "layout_drift": "page layout changed",
-            "waf_challenge": "blocked by a WAF challenge",
-            "captcha_required": "captcha required",
-            "rate_limited": "rate limited",
-            "session_rejected": "session rejected",
-            "mass_delisting_held": "mass delisting held for review",
-        },
-        "problem_hint": {
-            "mass_delisting_held": (
-                "In this run, more of the list's entries vanished at once than the list's "
-                "delisting guard allows. The portal may really have removed them, or its query or "
-                "pages broke. They are held as pending: not delisted, and no delisting alert was "
-                "sent. Check them with creditwatch pending list, then either {release} (raises "
-                "the delisted events and their alerts) or {discard} (the run was wrong)."
-            ),
-        },
-        "baseline": " (baseline)",
-        "baseline_note": "This entry was already on the list in its first run (the baseline); "
-        "it is not a new listing.",
-        "entity": "Entity",
-        "uscc": "USCC",
-        "uscc_raw": "Published code (fails the check digit)",
-        "id_masked": "ID number (masked by the portal, as published)",
-        "list": "List",
-        "source": "Source",
-        "case_number": "Case number",
-        "title": "Title",
-        "reason": "Reason",
-        "measure": "Measure",
-        "authority": "Authority",
-        "decided_on": "Decided on",
-        "valid_until": "Valid until",
-        "cause_label": "Cause",
-        "changes": "Changes (old → new)",
-        "match": "Matched",
-        "score": "score",
-        "evidence": "Evidence",
-        "source_url": "Source URL",
-        "sha": "Archived response SHA-256",
-        "run": "Run",
-        "run_health": "List health in that run",
-        "fetched_at": "Fetched at",
-        "event_id": "Event id",
-        "at": "Event time",
-        "key": "Alert key",
-        "subscription": "Subscription",
-        "none": "(none)",
-        "unknown": "(unknown)",
-        "digest": "digest",
-        "window": "Window",
-        "no_events": "no events",
-        "total": "{n} events",
-        "count": "{n} {kind}",
-        "health_subject": "source health",
-        "detail": "Detail",
-        "runs": "Recent runs",
-        "headline": "{kind}: {name}",
-        "sample_note": "This is a test alert; the event is invented.",
-    },
-}
 
 # Characters that could forge a line, hide text or reorder it: C0/C1 controls, zero-width
 # and direction marks, line/paragraph separators, bidi embeddings/overrides/isolates, BOM,
@@ -416,13 +228,22 @@ def _message(
 # -- events ------------------------------------------------------------------------------------
 
 
-def _texts(language: str) -> dict[str, Any]:
-    if language not in TEXTS:
-        raise ValueError(f"unknown language {language!r}: expected one of {', '.join(LANGUAGES)}")
-    return TEXTS[language]
+def _texts(language: str) -> Texts:
+    """The alert texts of ``language`` (ValueError if the catalogue lacks it)."""
+    return Texts(SECTION, check_language(language))
 
 
-def _str(value: Any, t: Mapping[str, Any]) -> str:
+def _kind_label(kind: str, t: Texts) -> str:
+    """An event kind as a heading word: the shared word, capitalised ("Listed")."""
+    word = t.word("event", kind)
+    return word[:1].upper() + word[1:] if word else kind
+
+
+def _baseline_suffix(t: Texts) -> str:
+    return t["baseline_suffix"].format(baseline=t.field("baseline"))
+
+
+def _str(value: Any, t: Texts) -> str:
     """A value of any schema type as text: null as ``(none)``, lists and objects as JSON."""
     if value is None:
         return str(t["none"])
@@ -461,15 +282,15 @@ def _evidence(ctx: EventContext) -> dict[str, Any]:
     return ev
 
 
-def _match_text(match: Match, t: Mapping[str, Any]) -> str:
-    criterion = t["criterion"].get(match.criterion, match.criterion)
+def _match_text(match: Match, t: Texts) -> str:
+    criterion = t.group("criterion").get(match.criterion, match.criterion)
     text = f"{criterion}: {match.value}"
     if match.score is not None:
         text += f" ({t['score']} {match.score:g})"
     return text
 
 
-def _event_fields(item: MatchedEvent, t: Mapping[str, Any], language: str) -> list[Block]:
+def _event_fields(item: MatchedEvent, t: Texts, language: str) -> list[Block]:
     """The body of one event: who, which list, what changed, why it matched, evidence."""
     ctx, event, record = item.context, item.context.event, item.context.record
     kind = _kind(ctx)
@@ -477,9 +298,9 @@ def _event_fields(item: MatchedEvent, t: Mapping[str, Any], language: str) -> li
     if record.get("uscc"):
         who.append(Field(t["uscc"], record["uscc"], code=True))
     elif record.get("uscc_raw"):
-        who.append(Field(t["uscc_raw"], record["uscc_raw"], code=True))
+        who.append(Field(t["uscc_raw_invalid"], record["uscc_raw"], code=True))
     if record.get("id_number_masked"):
-        who.append(Field(t["id_masked"], record["id_number_masked"], code=True))
+        who.append(Field(t.field("id_number_masked"), record["id_number_masked"], code=True))
     who.append(Field(t["list"], _list_label(ctx, language)))
     who.append(Field(t["source"], str(event.get("source") or record.get("source") or "?")))
     for name in ("case_number", "title"):
@@ -491,8 +312,8 @@ def _event_fields(item: MatchedEvent, t: Mapping[str, Any], language: str) -> li
             who.append(Field(t[name], _str(record[name], t)))
     if kind == "delisted":
         cause = event.get("cause")
-        explained = t["cause"].get(cause, t["unknown"]) if cause else t["unknown"]
-        who.append(Field(t["cause_label"], f"{cause or '?'}: {explained}"))
+        explained = (t.word("cause", cause) or t["unknown"]) if cause else t["unknown"]
+        who.append(Field(t.field("cause"), f"{cause or '?'}: {explained}"))
     who.append(Field(t["match"], _match_text(item.match, t)))
     who.append(Field(t["event_id"], str(event.get("event_id") or t["unknown"]), code=True))
     who.append(Field(t["at"], _iso(event.get("at")) or t["unknown"]))
@@ -514,8 +335,8 @@ def _event_fields(item: MatchedEvent, t: Mapping[str, Any], language: str) -> li
         Block(
             fields=(
                 Field(t["source_url"], ev["source_url"] or t["unknown"], link=True),
-                Field(t["sha"], ev["raw_sha256"] or t["unknown"], code=True),
-                Field(t["run"], str(ev["run_id"] or t["unknown"]), code=True),
+                Field(t.field("raw_sha256"), ev["raw_sha256"] or t["unknown"], code=True),
+                Field(t.field("run_id"), str(ev["run_id"] or t["unknown"]), code=True),
                 Field(
                     t["run_health"],
                     _health_text(health, t),
@@ -527,22 +348,22 @@ def _event_fields(item: MatchedEvent, t: Mapping[str, Any], language: str) -> li
     return blocks
 
 
-def _health_text(health: str | None, t: Mapping[str, Any]) -> str:
+def _health_text(health: str | None, t: Texts) -> str:
     if not health:
         return str(t["unknown"])
-    explained = t["health"].get(health, health)
+    explained = t.group("health_note").get(health) or t.word("health", health) or health
     return health if explained == health else f"{health} ({explained})"
 
 
-def _headline(item: MatchedEvent, t: Mapping[str, Any]) -> str:
+def _headline(item: MatchedEvent, t: Texts) -> str:
     kind = _kind(item.context)
-    label = t["kind"].get(kind, kind)
+    label = _kind_label(kind, t)
     if item.context.event.get("baseline"):
-        label += t["baseline"]
+        label += _baseline_suffix(t)
     return str(t["headline"].format(kind=label, name=_entity_name(item.context)))
 
 
-def _footer(t: Mapping[str, Any], subscription_id: str | None, key: str) -> Block:
+def _footer(t: Texts, subscription_id: str | None, key: str) -> Block:
     fields = [Field(t["key"], key, code=True)]
     if subscription_id is not None:
         fields.insert(0, Field(t["subscription"], subscription_id))
@@ -563,9 +384,9 @@ def event_message(
     t = _texts(language)
     ctx = item.context
     kind = _kind(ctx)
-    verb = t["subject_kind"].get(kind, kind)
+    verb = t.group("subject_kind").get(kind, kind)
     if ctx.event.get("baseline"):
-        verb += t["baseline"]
+        verb += _baseline_suffix(t)
     name = one_line(_entity_name(ctx), MAX_SUBJECT_NAME)
     subject = f"[creditwatch] {verb} {one_line(_list_id(ctx), 80)}: {name}"
     blocks = [Block(level=1, text=_headline(item, t)), *_event_fields(item, t, language)]
@@ -584,11 +405,13 @@ def event_message(
     return _message(blocks, key=key, subject=subject, language=language, data=data)
 
 
-def _counts_text(counts: Counter[str], t: Mapping[str, Any]) -> str:
+def _counts_text(counts: Counter[str], t: Texts) -> str:
     if not counts:
         return str(t["no_events"])
-    order = [k for k in KINDS if counts[k]] + sorted(k for k in counts if k not in KINDS)
-    parts = [t["count"].format(kind=t["kind"].get(k, k).lower(), n=counts[k]) for k in order]
+    order = [k for k in EVENT_KINDS if counts[k]] + sorted(
+        k for k in counts if k not in EVENT_KINDS
+    )
+    parts = [t["count"].format(kind=(t.word("event", k) or k).lower(), n=counts[k]) for k in order]
     return " · ".join(parts) + f" ({t['total'].format(n=sum(counts.values()))})"
 
 
@@ -644,7 +467,7 @@ def digest_message(
 _RUN_ORDER = ("run_id", "state", "started_at", "ended_at", "error")
 
 
-def _run_fields(run: Mapping[str, Any], t: Mapping[str, Any]) -> tuple[Field, ...]:
+def _run_fields(run: Mapping[str, Any], t: Texts) -> tuple[Field, ...]:
     keys = [k for k in _RUN_ORDER if k in run] + [k for k in run if k not in _RUN_ORDER]
     return tuple(Field(str(k), _str(run[k], t), code=k == "run_id") for k in keys)
 
@@ -665,14 +488,14 @@ def health_message(
 ) -> AlertMessage:
     """A source's health went wrong (failing, aborted ...): for maintainers, with its runs."""
     t = _texts(language)
-    explained = t["problem"].get(problem)
+    explained = t.group("problem").get(problem)
     what = f"{problem} ({explained})" if explained else problem
     subject = f"[creditwatch] {t['health_subject']}: {one_line(source, 40)} {one_line(what, 80)}"
     blocks = [
         Block(level=1, text=f"{t['health_subject']}: {source}: {what}"),
         Block(fields=(Field(t["source"], source), Field(t["detail"], detail or t["none"]))),
     ]
-    hint = t["problem_hint"].get(problem)
+    hint = t.group("problem_hint").get(problem)
     if hint:
         run_ids = sorted({str(r["run_id"]) for r in runs if r.get("run_id")}) or ["RUN"]
         blocks.append(

@@ -29,6 +29,7 @@ from storage.outbox import (
     run_event_context,
     subscription_rows,
 )
+from storage.pending import held_summary
 from storage.source_state import source_state
 
 log = logging.getLogger(__name__)
@@ -218,8 +219,6 @@ def _held_problem(
 ) -> tuple[str, list[dict[str, Any]]]:
     """Detail and findings of a ``mass_delisting_held`` alert: per list, how many delistings
     were held out of how many active entries, the guard, and the commands that decide."""
-    from storage.pending import held_summary
-
     measured = {entry["list"]: entry for entry in held_summary(conn, run_id)}
     release = f"creditwatch pending release --run {run_id}"
     discard = f"creditwatch pending discard --run {run_id}"

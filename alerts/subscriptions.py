@@ -68,14 +68,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from core.catalogue import LANGUAGES
+from core.clock import TIMEZONE_NAME
 from core.normalise.codes import compact, is_valid_uscc
 from core.normalise.segment import cut
 from core.normalise.text import fold, name_key
 from core.registry import LIST_KINDS, load_registry
+from core.schema import EVENT_KINDS
 
 MODES = ("immediate", "hourly", "daily")
-LANGUAGES = ("zh", "en")
-EVENT_KINDS = ("listed", "delisted", "modified", "relisted")
 
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _ID_MAX = 64
@@ -119,7 +120,7 @@ class Subscription:
     channels: tuple[str, ...]
     language: str = "zh"
     mode: str = "immediate"
-    timezone: str = "Asia/Shanghai"
+    timezone: str = TIMEZONE_NAME
     uscc: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     fuzzy_names: tuple[str, ...] = ()

@@ -22,7 +22,7 @@ from scrapy.http import HtmlResponse, Request
 
 from core.items import RawEntry
 from core.normalise import content_hash, normalise_entry
-from crawlers.spiders.xmtravel import XmtravelSpider
+from crawlers.sources.xmtravel.spider import XmtravelSpider
 from pipeline.run import CrawlSpec, crawl
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "xmtravel"
@@ -62,6 +62,7 @@ def parse_normalise_rate(rounds: int) -> tuple[int, float]:
                         list_kind=lst.list_kind,
                         record_key_rule=lst.record_key,
                         domain=source.domain,
+                        label_overrides=source.label_overrides,
                     )
                     content_hash(record)
             count += 1

@@ -10,6 +10,7 @@ registry's ``checks:``: ``min_rows``, ``max_drop`` against the list's last healt
 
 from __future__ import annotations
 
+import builtins
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
     from core.registry import HealthChecks
 
 HEALTH_ORDER = ("healthy", "degraded", "failed")
+RUN_STATES = ("running", "fetched", *HEALTH_ORDER, "aborted")
+"""Every state of a run (docs/SCHEMA.md): ``running`` while fetching; ``fetched`` once the
+fetcher recorded everything and the finish step (health, detection, alerts) has yet to run;
+then the worst of its lists' health, or ``aborted`` when its process died while fetching."""
+IN_PROGRESS_STATES = ("running", "fetched")
+"""Run states without a verdict yet: neither healthy nor unhealthy."""
 EXAMPLES = 5
 
 
@@ -49,7 +56,8 @@ class ListHealth:
     rows_declared: int | None
     rows_seen: int
     records: int
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    # `builtins.list`: the field `list` above shadows the type for checkers.
+    findings: builtins.list[dict[str, Any]] = field(default_factory=builtins.list)
 
     def as_row(self) -> dict[str, Any]:
         return {

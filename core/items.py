@@ -6,6 +6,7 @@ Chinese labels. Everything that interprets those texts lives in ``core.normalise
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 
 
@@ -35,7 +36,8 @@ class RawEntry:
     fields: dict[str, str] = field(default_factory=dict)
     row: dict[str, str] = field(default_factory=dict)
     subject: dict[str, str] = field(default_factory=dict)
-    pages: list[PageRef] = field(default_factory=list)
+    # `builtins.list`: the field `list` above shadows the type for checkers.
+    pages: builtins.list[PageRef] = field(default_factory=builtins.list)
     removal: bool = False  # a row of a removal announcement: it ends an entry, lists nothing
 
 
@@ -82,5 +84,5 @@ class Announcement:
     state: str
     published_on: str | None = None
     rows: int = 0
-    attachments: list[AttachmentRead] = field(default_factory=list)
+    attachments: builtins.list[AttachmentRead] = field(default_factory=builtins.list)
     error: str | None = None

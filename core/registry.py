@@ -1,13 +1,16 @@
-"""The source registry: every source declared once, as data, in ``crawlers/sources/*.yml``.
+"""The source registry: every source declared once, as data, in its room,
+``crawlers/sources/<id>/source.yml``.
 
 Spiders, the run orchestrator, storage and the scheduler all read the same declaration, so
-a source's lists, politeness and schedule cannot drift apart between them.
+a source's lists, politeness and schedule cannot drift apart between them. A room may also
+hold the source's own ``spider.py``; a source without one names the family spider that
+serves it (``spider: announcements``), so a new portal of a known pattern is data only.
 
 Every key of a declaration is checked against a schema (pydantic models that forbid unknown
 keys): a misspelt ``chekcs:`` would otherwise silently switch a list's health checks off. A
 file that fails is reported with its path, line and the key probably meant, and skipped: the
 other sources load and run (``broken_sources()``). ``CREDITWATCH_SOURCES_DIR`` points the
-registry at another directory of declarations.
+registry at another directory of rooms.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.clock import TIMEZONE_NAME
+from core.normalise.labels import TARGETS as LABEL_TARGETS
+from core.normalise.labels import canonical_label
+
 ListKind = Literal["blacklist", "redlist", "penalty", "warning", "good", "license", "other"]
 # ``case_subject``: for portals that publish one decision number for several parties (共同
 # 违法): the case number alone would make two entries collide.
@@ -32,12 +39,17 @@ RecordKeyRule = Literal["case", "case_subject", "subject"]
 # from healthy runs means delisting; "announcements" publish batches once, so an entry that
 # no page repeats is still listed: it ends by expiry or a published removal only.
 Publication = Literal["database", "announcements"]
+# The shared spiders a source may be served by instead of a ``spider.py`` of its own
+# (``crawlers/loader.py`` maps each to its class).
+SpiderFamily = Literal["announcements"]
 LIST_KINDS: tuple[str, ...] = get_args(ListKind)
 RECORD_KEY_RULES: tuple[str, ...] = get_args(RecordKeyRule)
 PUBLICATIONS: tuple[str, ...] = get_args(Publication)
+SPIDER_FAMILIES: tuple[str, ...] = get_args(SpiderFamily)
 
 SOURCES_DIR_ENV = "CREDITWATCH_SOURCES_DIR"
 SHIPPED_SOURCES = Path(__file__).resolve().parent.parent / "crawlers" / "sources"
+SOURCE_FILE = "source.yml"  # a room's declaration: <sources dir>/<id>/source.yml
 
 
 class RegistryError(ValueError):
@@ -152,7 +164,15 @@ class SourceDef:
     failing_after: int = 3  # SCHEMA.md's K: unhealthy runs in a row before the source is failing
     jitter: int = 0  # seconds; each scheduled run starts up to this much later, at random
     watchlist: str | None = None  # what scheduled runs watch (watch lists): a file or "db:"
+    spider: str | None = None  # the family spider serving it; None: its room's spider.py
+    labels: tuple[tuple[str, str], ...] = ()  # portal label → target, over the shared map
+    room: Path | None = field(default=None, compare=False)  # the folder it was read from
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def label_overrides(self) -> dict[str, str] | None:
+        """The ``labels:`` block as the normaliser takes it (None when there is none)."""
+        return dict(self.labels) or None
 
     def list(self, ref: str) -> ListDef:
         """Find a list by full id (``xmtravel.good``) or suffix (``good``)."""
@@ -197,7 +217,7 @@ class _Jurisdiction(_Block):
 
 class _Schedule(_Block):
     cron: Text = "0 3 * * *"
-    timezone: Text = "Asia/Shanghai"
+    timezone: Text = TIMEZONE_NAME
     jitter: Count = 0
     watchlist: str | None = None
 
@@ -346,6 +366,24 @@ class _Source(_Block):
     failing_after: Positive = 3
     session: _Session | None = None
     watch: _Watch | None = None
+    spider: SpiderFamily | None = None
+    labels: dict[Text, Text] = {}
+
+    @field_validator("labels")
+    @classmethod
+    def _known_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        # A misspelt target would otherwise only fail on the first page showing the label.
+        seen: dict[str, str] = {}
+        for label, target in value.items():
+            folded = canonical_label(label)
+            if folded in seen:
+                raise ValueError(f"labels {seen[folded]!r} and {label!r} are the same label")
+            seen[folded] = label
+            if target not in LABEL_TARGETS:
+                close = difflib.get_close_matches(target, sorted(LABEL_TARGETS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"label {label!r}: unknown target {target!r}{hint}")
+        return value
 
 
 # --- errors: where, and which key was meant ---------------------------------------------------
@@ -469,9 +507,12 @@ def _validation_error(data: Any, exc: ValidationError, lines: Mapping[Loc, int])
 # --- reading a declaration --------------------------------------------------------------------
 
 
-def parse_source(data: Any, lines: Mapping[Loc, int] | None = None) -> SourceDef:
+def parse_source(
+    data: Any, lines: Mapping[Loc, int] | None = None, room: Path | None = None
+) -> SourceDef:
     """Validate one YAML declaration and turn it into a typed ``SourceDef``. ``lines`` maps
-    each key's path to its line in the file, so that errors can say where they are."""
+    each key's path to its line in the file, so that errors can say where they are; ``room``
+    is the folder it was read from (where the source's own ``spider.py`` would be)."""
     lines = lines or {}
     if not isinstance(data, dict):
         raise RegistryError(
@@ -483,6 +524,11 @@ def parse_source(data: Any, lines: Mapping[Loc, int] | None = None) -> SourceDef
     except ValidationError as exc:
         raise _validation_error(data, exc, lines) from None
     where = f"source {model.id!r}"
+    if model.spider == "announcements" and model.announcements is None:
+        raise RegistryError(
+            f"{where}: spider 'announcements' reads an 'announcements:' block, and there is none",
+            _line(lines, ("spider",)),
+        )
     lists = [_list_def(model.id, raw) for raw in model.lists]
     schedule = model.schedule or _Schedule()
     politeness = model.politeness or _Politeness()
@@ -507,6 +553,9 @@ def parse_source(data: Any, lines: Mapping[Loc, int] | None = None) -> SourceDef
         failing_after=model.failing_after,
         jitter=schedule.jitter,
         watchlist=schedule.watchlist,
+        spider=model.spider,
+        labels=tuple(model.labels.items()),
+        room=room,
         raw=data,
     )
 
@@ -599,7 +648,7 @@ class BrokenSource:
     """A declaration that could not be loaded: reported with its file and line, and skipped
     so that the other sources still load and run."""
 
-    source_id: str  # the id it declares, else its file name without the suffix
+    source_id: str  # the id it declares, else its room's name
     path: Path
     line: int | None
     message: str
@@ -610,53 +659,78 @@ class BrokenSource:
 
 @dataclass(frozen=True)
 class Registry:
-    """One sources directory as read: what loads, and what was skipped and why."""
+    """One sources directory (of rooms) as read: what loads, and what was skipped and why."""
 
     sources: dict[str, SourceDef]
     broken: tuple[BrokenSource, ...]
 
 
 def sources_dir() -> Path:
-    """``CREDITWATCH_SOURCES_DIR`` when set (a private registry, a test's), else the shipped."""
+    """``CREDITWATCH_SOURCES_DIR`` when set (a private registry, a test's), else the shipped.
+    Either holds one room per source: ``<id>/source.yml``."""
     configured = os.environ.get(SOURCES_DIR_ENV)
     return Path(configured).resolve() if configured else SHIPPED_SOURCES
 
 
+def room_name(path: Path) -> str:
+    """The room a declaration file belongs to (``<room>/source.yml``), or a stray file's stem."""
+    return path.parent.name if path.name == SOURCE_FILE else path.stem
+
+
 def _read_file(path: Path) -> tuple[SourceDef | BrokenSource, int | None]:
-    """The file's source, or why it is broken; and the line of its ``id``."""
+    """The room's source, or why it is broken; and the line of its ``id``."""
+    room = room_name(path)
+    if path.name != SOURCE_FILE:  # a declaration left outside a room would silently not run
+        message = f"a declaration outside a room: move it to {room}/{SOURCE_FILE}"
+        return BrokenSource(room, path, None, message), None
+    if not path.is_file():
+        return BrokenSource(room, path, None, f"the room {room!r} has no {SOURCE_FILE}"), None
     try:
         data, lines = read_yaml(path.read_text(encoding="utf-8"))
     except RegistryError as exc:
-        return BrokenSource(path.stem, path, exc.line, exc.message), None
+        return BrokenSource(room, path, exc.line, exc.message), None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         context = ""
         if exc.context and exc.context_mark is not None:
             context = f" ({exc.context} at line {exc.context_mark.line + 1})"
         message = f"invalid YAML: {exc.problem or exc.context}{context}"
-        return BrokenSource(path.stem, path, mark.line + 1 if mark else None, message), None
+        return BrokenSource(room, path, mark.line + 1 if mark else None, message), None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return BrokenSource(path.stem, path, None, f"unreadable: {exc}"), None
+        return BrokenSource(room, path, None, f"unreadable: {exc}"), None
     if data is None:
-        return BrokenSource(path.stem, path, None, "the file is empty"), None
+        return BrokenSource(room, path, None, "the file is empty"), None
     declared = data.get("id") if isinstance(data, dict) else None
     try:
-        return parse_source(data, lines), lines.get(("id",))
+        return parse_source(data, lines, room=path.parent), lines.get(("id",))
     except RegistryError as exc:
-        sid = declared if isinstance(declared, str) and declared else path.stem
+        sid = declared if isinstance(declared, str) and declared else room
         return BrokenSource(sid, path, exc.line, exc.message), None
+
+
+def _declarations(directory: Path) -> list[Path]:
+    """Each room's ``source.yml`` (named even when missing, to be reported), and any YAML
+    file lying loose in the directory (reported too). ``_``/``.`` entries are not rooms."""
+    paths = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(("_", ".")):
+            continue
+        if entry.is_dir():
+            paths.append(entry / SOURCE_FILE)
+        elif entry.suffix in (".yml", ".yaml"):
+            paths.append(entry)
+    return paths
 
 
 @cache
 def _load(directory: Path) -> Registry:
     if not directory.is_dir():
         raise RegistryError(f"no source directory {directory} ({SOURCES_DIR_ENV})")
-    paths = sorted(p for p in directory.iterdir() if p.suffix in (".yml", ".yaml"))
-    read = [(path, *_read_file(path)) for path in paths]
-    # Two files declaring one id: the file named after the id keeps it (a copy made to start
+    read = [(path, *_read_file(path)) for path in _declarations(directory)]
+    # Two rooms declaring one id: the room named after the id keeps it (a copy made to start
     # a new source must not take the original's place), else the first by name. A broken
-    # file keeps its id too, so that a copy cannot stand in for it unnoticed.
-    read.sort(key=lambda entry: entry[0].stem != _claimed(entry[1]))
+    # declaration keeps its id too, so that a copy cannot stand in for it unnoticed.
+    read.sort(key=lambda entry: room_name(entry[0]) != _claimed(entry[1]))
     sources: dict[str, SourceDef] = {}
     broken: list[BrokenSource] = []
     origin: dict[str, BrokenSource | Path] = {}
@@ -703,9 +777,9 @@ def get_source(source_id: str) -> SourceDef:
         return registry.sources[source_id]
     except KeyError:
         pass
-    matches = [b for b in registry.broken if source_id in (b.source_id, b.path.stem)]
-    if matches:  # the file named after the id first: a copy's "declared twice" says less
-        broken = min(matches, key=lambda b: b.path.stem != source_id)
+    matches = [b for b in registry.broken if source_id in (b.source_id, room_name(b.path))]
+    if matches:  # the room named after the id first: a copy's "declared twice" says less
+        broken = min(matches, key=lambda b: room_name(b.path) != source_id)
         raise RegistryError(str(broken), broken.line)
     known = ", ".join(registry.sources)
     skipped = ", ".join(sorted({b.source_id for b in registry.broken}))

@@ -13,6 +13,9 @@ RECORD_FIELDS = (
     "last_seen", "source_url", "raw_sha256", "extra",
 )  # fmt: skip
 
+# What an event says happened to an entry (SCHEMA.md, lifecycle), in the order alerts list them.
+EVENT_KINDS = ("listed", "relisted", "modified", "delisted")
+
 EVENT_FIELDS = (
     "event_id", "event", "source", "list", "record_key", "entity_id", "entity_name",
     "case_number", "title", "cause", "changes", "baseline", "run_id", "at", "evidence",

@@ -324,3 +324,10 @@ def _unzstd(body: bytes) -> bytes:
         return _zstd.decompress(body)
     except Exception:  # ZstdError's module differs between stdlib and backport
         return body
+
+
+def crawl_mode(settings: Any) -> str:
+    """live, record or replay, from a crawl's Scrapy settings (``CW_CASSETTE[_MODE]``)."""
+    if not settings.get("CW_CASSETTE"):
+        return "live"
+    return "record" if settings.get("CW_CASSETTE_MODE", "replay") == "record" else "replay"

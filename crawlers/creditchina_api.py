@@ -1,7 +1,7 @@
 """Credit China's private API as data: URLs, the response envelope, outcomes and rows.
 
 Pure functions, no browser and no I/O, so every rule the spider applies to a response can be
-tested on bytes. The spider (``crawlers.spiders.creditchina``) does the fetching.
+tested on bytes. The spider (``crawlers/sources/creditchina/spider.py``) does the fetching.
 """
 
 from __future__ import annotations

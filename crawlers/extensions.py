@@ -1,15 +1,17 @@
-"""Opens and closes a creditwatch run around a Scrapy crawl.
+"""Opens and closes the fetch of a creditwatch run around a Scrapy crawl.
 
 ``creditwatch crawl`` creates the run and passes ``CW_RUN_ID``; a bare ``scrapy crawl``
-creates its own. When the spider finishes, the run is judged and change detection runs;
-a crawl that ends any other way is recorded as ``aborted`` and changes nothing.
+creates its own. When the spider finishes, the run's fetch log and staging are complete and
+the run is marked ``fetched``: judging it, change detection and alerts are the finish step's
+(``pipeline/finalize.py``), run by the process that started this one once it has exited. A
+crawl that ends any other way is recorded as ``aborted`` and changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
@@ -19,20 +21,14 @@ from scrapy.spiders import Spider
 from twisted.python.failure import Failure
 
 from core.outcomes import PageProblem
+from crawlers.cassette import crawl_mode
 from crawlers.runcontext import RunContext, run_context
 from crawlers.spiders.base import PortalSpider
-from pipeline.finalize import finalize_run
 from storage.engine import get_engine, upgrade
 from storage.runlog import RunWriter
-from storage.runs import create_run, fail_run
+from storage.runs import create_run, fail_run, mark_fetched
 
 logger = logging.getLogger(__name__)
-
-
-def crawl_mode(settings: Any) -> str:
-    if not settings.get("CW_CASSETTE"):
-        return "live"
-    return "record" if settings.get("CW_CASSETTE_MODE", "replay") == "record" else "replay"
 
 
 class RunExtension:
@@ -98,7 +94,8 @@ class RunExtension:
             ctx.writer.flush()
             if reason == "finished":
                 ctx.start_clock(datetime.now(UTC), "wall")  # a replay that fetched nothing
-                finalize_run(ctx.engine, ctx.run_id)
+                if not mark_fetched(ctx.engine, ctx.run_id):
+                    logger.warning("creditwatch run %s was no longer running", ctx.run_id)
             else:
                 fail_run(
                     ctx.engine, ctx.run_id, "aborted", f"crawl ended: {reason}", datetime.now(UTC)
@@ -106,11 +103,11 @@ class RunExtension:
         except Exception as exc:
             # Scrapy only logs a signal handler's error and exits 0: the run row must say
             # what happened, or the parent can only report "exited with status 0".
-            logger.exception("creditwatch run %s could not be finished", ctx.run_id)
+            logger.exception("creditwatch run %s could not record its fetch", ctx.run_id)
             fail_run(
                 ctx.engine,
                 ctx.run_id,
                 "failed",
-                f"finishing the run failed: {type(exc).__name__}: {exc}"[:1000],
+                f"recording the fetch failed: {type(exc).__name__}: {exc}"[:1000],
                 datetime.now(UTC),
             )

@@ -40,6 +40,7 @@ class NormalisePipeline(RunComponent):
                 list_kind=lst.list_kind,
                 record_key_rule=lst.record_key,
                 domain=lst.domain or ctx.source.domain,
+                label_overrides=ctx.source.label_overrides,  # the source's `labels:` block
                 validity_years=lst.validity_years,
             )
         except Exception as exc:

@@ -88,11 +88,16 @@ class FetchLogMiddleware(RunComponent):
 
 
 class BackoffRetryMiddleware(RetryMiddleware):
-    """Scrapy's retries, spaced out: the n-th retry waits ``CW_RETRY_BACKOFF * 2**(n-1)`` s."""
+    """Scrapy's retries, spaced out: the n-th retry waits ``CW_RETRY_BACKOFF * 2**(n-1)`` s.
+
+    ``CW_PACE`` s more before every request: a cassette answers ahead of the downloader, so
+    ``DOWNLOAD_DELAY`` never slows a replay, and tests that stop or kill a crawl while it is
+    still fetching need one that takes a while."""
 
     def __init__(self, settings: BaseSettings) -> None:
         super().__init__(settings)
         self.backoff = settings.getfloat("CW_RETRY_BACKOFF", 0.0)
+        self.pace = settings.getfloat("CW_PACE", 0.0)
 
     def _retry(self, request: Request, reason: Any) -> Request | None:
         retry = super()._retry(request, reason)
@@ -101,6 +106,6 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return retry
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
-        delay = request.meta.pop("cw_retry_delay", 0)
+        delay = request.meta.pop("cw_retry_delay", 0) + self.pace
         if delay:
             await deferred_to_future(task.deferLater(reactor, delay, lambda: None))

@@ -10,8 +10,9 @@ except PackageNotFoundError:  # running from a checkout without installing
     VERSION = "0+unknown"
 
 BOT_NAME = "creditwatch"
-SPIDER_MODULES = ["crawlers.spiders"]
-NEWSPIDER_MODULE = "crawlers.spiders"
+# One spider per registered source, built from its room (crawlers/sources/<id>/): its own
+# spider.py, else the family spider its source.yml names. There are no spider modules to scan.
+SPIDER_LOADER_CLASS = "crawlers.loader.SourceSpiderLoader"
 
 # Identify ourselves and say why we are here. Operators put their own contact (a URL or an
 # e-mail address) in CREDITWATCH_CONTACT so a portal's webmaster can reach them.

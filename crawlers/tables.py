@@ -19,7 +19,7 @@ import datetime as dt
 import io
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -162,11 +162,18 @@ def _sniff_magic(data: bytes, url: str) -> str | None:
 # --------------------------------------------------------------------------- entry point
 
 
-def read_tables(data: bytes, kind: str, header_labels: Sequence[str]) -> list[Table]:
+def read_tables(
+    data: bytes,
+    kind: str,
+    header_labels: Sequence[str],
+    label_overrides: Mapping[str, str] | None = None,
+) -> list[Table]:
     """Every table of the file whose header row holds all ``header_labels``.
 
     Labels are compared folded (``canonical_label``). Tables without such a header are
     skipped; ``TableError`` when the file cannot be parsed or no table matches.
+    ``label_overrides`` (the source's ``labels:`` block) decide, as in normalisation, which
+    column names the subject that rows merged over several lines are keyed by.
     """
     wanted = [canonical_label(label) for label in header_labels]
     if not wanted or not all(wanted):
@@ -192,7 +199,7 @@ def read_tables(data: bytes, kind: str, header_labels: Sequence[str]) -> list[Ta
     grids = readers[kind](data)
     tables: list[Table] = []
     for grid in grids:
-        tables.extend(_tables_in(grid, wanted, kind))
+        tables.extend(_tables_in(grid, wanted, kind, label_overrides))
     if tables:
         return tables
     shown = [label.strip() for label in header_labels]
@@ -321,7 +328,9 @@ def _is_footnote(grid: _Grid, r: int, tail: bool) -> bool:
     return spans or len(filled) > 1 or (tail and filled == [0])
 
 
-def _tables_in(grid: _Grid, wanted: list[str], kind: str) -> Iterator[Table]:
+def _tables_in(
+    grid: _Grid, wanted: list[str], kind: str, overrides: Mapping[str, str] | None
+) -> Iterator[Table]:
     """Tables in one grid: each header row holding all ``wanted`` labels starts one."""
     r = 0
     n = len(grid.cells)
@@ -335,13 +344,19 @@ def _tables_in(grid: _Grid, wanted: list[str], kind: str) -> Iterator[Table]:
         if not all(label in found for label in wanted):
             r += 1
             continue
-        table, r = _read_table(grid, title_from, r, two_rows, wanted, kind)
+        table, r = _read_table(grid, title_from, r, two_rows, wanted, kind, overrides)
         title_from = r
         yield table
 
 
 def _read_table(
-    grid: _Grid, title_from: int, r: int, two_rows: bool, wanted: list[str], kind: str
+    grid: _Grid,
+    title_from: int,
+    r: int,
+    two_rows: bool,
+    wanted: list[str],
+    kind: str,
+    overrides: Mapping[str, str] | None,
 ) -> tuple[Table, int]:
     """The table whose header starts at row r; returns it and the row where the next begins."""
     raw_labels = [label.strip() for label in _header_labels(grid, r, two_rows)]
@@ -380,7 +395,7 @@ def _read_table(
     labels = _unique([raw_labels[c] for c in columns])
     key_cols = [columns[0]] if columns else []
     for c in columns:
-        if lookup(raw_labels[c])[0] == "entity_name":
+        if lookup(raw_labels[c], overrides)[0] == "entity_name":
             if c not in key_cols:
                 key_cols.append(c)
             break

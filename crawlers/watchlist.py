@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from core.normalise import name_key
+from storage.records import stored_usccs
 
 USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 DB = "db:"
@@ -83,16 +84,8 @@ def read_watchlist(path: Path) -> list[WatchSubject]:
 
 def watchlist_from_db(engine: Engine, source: str) -> list[WatchSubject]:
     """Every subject with a valid USCC among the source's stored records."""
-    from storage.models import Record
-
-    table = Record.__table__
     with engine.connect() as conn:
-        codes = conn.execute(
-            select(table.c.uscc)
-            .where(table.c.source == source, table.c.uscc.is_not(None))
-            .distinct()
-        ).scalars()
-        return [WatchSubject(name=None, uscc=code) for code in sorted(set(codes))]
+        return [WatchSubject(name=None, uscc=code) for code in stored_usccs(conn, source)]
 
 
 def load_watchlist(spec: str | None, engine: Engine | None, source: str) -> list[WatchSubject]:

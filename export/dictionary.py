@@ -40,7 +40,7 @@ def record_fields() -> dict[str, tuple[str, str]]:
 def format_type(name: str, schema_type: str, fmt: str) -> str:
     """How a field is typed in one snapshot format."""
     if fmt == "parquet":
-        from export.snapshots import parquet_type  # pyarrow only when asked
+        from export.parquet import parquet_type  # pyarrow only when asked
 
         return str(parquet_type(name))
     if fmt == "csv":

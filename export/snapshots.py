@@ -36,6 +36,15 @@ from core.registry import get_source
 from core.schema import RECORD_FIELDS, SCHEMA_VERSION
 from export.dictionary import data_dictionary
 from export.formats import write_csv, write_jsonl
+from export.parquet import (
+    DATE_FIELDS,
+    MONEY,
+    MONEY_FIELDS,
+    PARQUET_SCHEMA,
+    TIME,
+    TIME_FIELDS,
+    parquet_type,
+)
 from storage.asof import JsonRow, Row, Vouch, iter_json_rows, iter_rows, vouching_runs
 
 FORMATS = ("parquet", "csv", "jsonl", "ftm")
@@ -45,31 +54,6 @@ MANIFEST = "manifest.json"
 DICTIONARY = "data-dictionary.md"
 CENT = Decimal("0.01")
 T = TypeVar("T")
-
-# Parquet types: dates as dates, times as UTC instants, money as decimals of 2 places (fen),
-# lists as lists, ``extra`` as its JSON text (its keys differ by source).
-DATE_FIELDS = ("decided_on", "published_on", "valid_until")
-TIME_FIELDS = ("first_seen", "last_seen")
-MONEY_FIELDS = ("fine_yuan", "confiscated_yuan")
-MONEY = pa.decimal128(18, 2)
-TIME = pa.timestamp("us", tz="UTC")
-
-
-def parquet_type(name: str) -> pa.DataType:
-    if name in DATE_FIELDS:
-        return pa.date32()
-    if name in TIME_FIELDS:
-        return TIME
-    if name in MONEY_FIELDS:
-        return MONEY
-    if name == "uscc_valid":
-        return pa.bool_()
-    if name == "penalty_types":
-        return pa.list_(pa.string())
-    return pa.string()
-
-
-PARQUET_SCHEMA = pa.schema([pa.field(name, parquet_type(name)) for name in RECORD_FIELDS])
 
 
 def software_version() -> str:

@@ -20,14 +20,17 @@ removed.
 Overlap. Every job has ``max_instances=1`` (a trigger firing while its source is still
 crawling is skipped), ``coalesce=True`` (runs missed while the daemon was down become one)
 and a misfire grace period (a run missed by more than that is skipped, not run late). Before
-crawling, a job also asks the database: a run of the source still ``running`` whose process
-is alive (another daemon, a manual ``creditwatch crawl``) means this trigger is skipped; one
-whose process is gone is marked ``aborted`` first.
+crawling, a job also asks the database: a run of the source still in progress (``running``,
+or ``fetched`` and being finished) whose process is alive (another daemon, a manual
+``creditwatch crawl``) means this trigger is skipped; one whose process is gone is closed
+first (``pipeline.finalize.finish_left_runs``).
 
 Crashes. A crawl writes only its own rows until change detection merges them in one
-transaction, so a crawl killed mid-run leaves no records or events, only a run stuck in
-``running`` and its staged rows. At start-up every ``running`` run of this host whose process
-is gone is marked ``aborted`` and its staging dropped (``storage/daemon.py``).
+transaction, so a crawl killed while fetching leaves no records or events, only a run stuck
+in ``running`` and its staged rows. A crawl killed after its fetcher marked the run
+``fetched`` lost only the finish step. At start-up every run of this host whose process is
+gone is closed: ``running`` ones are marked ``aborted`` and their staging dropped
+(``storage/daemon.py``), ``fetched`` ones are finished (``pipeline/finalize.py``).
 
 Stopping. SIGTERM (or SIGINT, or the end of ``run_for``) stops new runs from starting and
 waits up to ``stop_timeout`` seconds for the crawls in progress to finish; a second signal, or
@@ -64,11 +67,18 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
 from sqlalchemy.engine import Row
 
+from alerts.sender import send_pending
+from core.clock import TIMEZONE_NAME
+from core.health import IN_PROGRESS_STATES
 from core.registry import SourceDef, broken_sources, load_registry
-from pipeline.processes import parent_of, process_alive
-from storage.daemon import abort_dead_runs, running_runs
+from pipeline.finalize import finish_left_runs
+from pipeline.processes import parent_of
+from pipeline.processes import process_alive as process_alive  # the tests' import
+from pipeline.run import CrawlSpec, crawl
+from storage.daemon import running_runs
 from storage.engine import database_url, get_engine, upgrade
 from storage.models import SchedulerJob
 from storage.runs import get_run, recent_runs, this_host
@@ -79,7 +89,6 @@ JOBS_TABLE = SchedulerJob.__tablename__
 CRAWL_FUNC = "pipeline.daemon:crawl_job"
 ALERTS_FUNC = "pipeline.daemon:alerts_job"
 ALERTS_JOB = "alerts:send"
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a stop cannot wait
 
 
@@ -99,7 +108,7 @@ class DaemonOptions:
     workers: int = 4  # crawls (of different sources) at once
     stop_timeout: float = 900.0  # seconds a stop waits for crawls in progress
     run_for: float | None = None  # stop after this many seconds
-    timezone: str = DEFAULT_TIMEZONE  # the scheduler's, and the alerts job's
+    timezone: str = TIMEZONE_NAME  # the scheduler's, and the alerts job's
 
     def __post_init__(self) -> None:
         if self.interval is not None and self.interval <= 0:
@@ -248,7 +257,7 @@ def desired_jobs(sources: Iterable[SourceDef], options: DaemonOptions) -> list[J
             if cassette is None:
                 continue
             crawl.update(mode="replay", cassette=str(cassette))
-        timezone = source.timezone or DEFAULT_TIMEZONE
+        timezone = source.timezone or TIMEZONE_NAME
         if options.interval:
             trigger: BaseTrigger = IntervalTrigger(
                 seconds=options.interval, timezone=_zone(timezone)
@@ -455,15 +464,14 @@ def run_source(
 ) -> Row[Any] | None:
     """One scheduled crawl of ``source_id``, unless a live run of it is in progress; returns
     the finished run, or None when skipped."""
-    from pipeline.run import CrawlSpec, crawl
-
     engine = get_engine(url)
-    for run_id in abort_dead_runs(
-        engine, process_alive, source=source_id, why="marked aborted before the next run"
-    ):
+    aborted, _ = finish_left_runs(
+        engine, source=source_id, why="marked aborted before the next run"
+    )
+    for run_id in aborted:
         log.warning("run %s had lost its process: marked aborted", run_id)
     with engine.connect() as conn:
-        busy = running_runs(conn, source=source_id)
+        busy = running_runs(conn, source=source_id, states=IN_PROGRESS_STATES)
     if busy:
         run = busy[-1]
         log.warning(
@@ -512,8 +520,6 @@ def crawl_job(source_id: str, options: dict[str, Any]) -> str | None:
 
 def alerts_job() -> dict[str, int]:
     """The ``alerts:send`` job: the library call behind ``creditwatch alerts send``."""
-    from alerts.sender import send_pending
-
     url = _current.url if _current is not None else database_url()
     report = dict(send_pending(get_engine(url)))
     if any(report.values()):
@@ -528,6 +534,32 @@ def alerts_job() -> dict[str, int]:
 
 
 # --- the daemon -----------------------------------------------------------------------------
+
+
+def sweep_left_runs(engine: Engine) -> tuple[list[str], list[str]]:
+    """The start-up sweep: close every run of this host whose process is gone, before any job
+    runs (``finish_left_runs``); returns (aborted, finished) ids. One run that cannot be
+    closed is logged and left for its source's next job, which tries again."""
+    aborted, finished = [], []
+    with engine.connect() as conn:
+        sources = sorted(
+            {run.source for run in running_runs(conn, host=this_host(), states=IN_PROGRESS_STATES)}
+        )
+    for source in sources:
+        try:
+            closed = finish_left_runs(
+                engine, source=source, why="found running when the scheduler started"
+            )
+        except Exception:
+            log.exception("runs of %s left by a process that is gone could not be closed", source)
+            continue
+        aborted += closed[0]
+        finished += closed[1]
+    for run_id in aborted:
+        log.warning("run %s was left running by a process that is gone: marked aborted", run_id)
+    for run_id in finished:
+        log.warning("run %s was left fetched by a process that is gone: finished", run_id)
+    return aborted, finished
 
 
 class Daemon:
@@ -589,13 +621,12 @@ class Daemon:
         global _current
         upgrade(self.url)
         engine = get_engine(self.url)
-        for run_id in abort_dead_runs(
-            engine, process_alive, why="found running when the scheduler started"
-        ):
-            log.warning("run %s was left running by a process that is gone: marked aborted", run_id)
+        sweep_left_runs(engine)
         with engine.connect() as conn:
-            for run in running_runs(conn):
-                log.info("run %s is still running (pid %s on %s)", run.run_id, run.pid, run.host)
+            for run in running_runs(conn, states=IN_PROGRESS_STATES):
+                log.info(
+                    "run %s is still %s (pid %s on %s)", run.run_id, run.state, run.pid, run.host
+                )
         if self.sources is None:
             for problem in broken_sources():  # the others are scheduled all the same
                 log.error("source not scheduled: %s", problem)

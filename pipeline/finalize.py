@@ -1,17 +1,27 @@
-"""Closing a crawl: judge each list's health, then detect changes, in one transaction."""
+"""Finishing a fetched run: judge each list's health, detect changes and queue alerts, in
+one transaction, in the conductor's process (``pipeline/run.py``), never in the fetcher.
+
+The fetcher (the Scrapy child) records what it fetched and marks the run ``fetched``; this
+step takes it from there. It runs once per run: ``finalize_run`` first claims the run
+(``storage.runs.claim_fetched``), so a second finisher (the next crawl of the source or the
+scheduler's start-up sweep, finding a run whose conductor died) waits for the first and then
+finds nothing to do. ``finish_left_runs`` is that recovery: runs of dead processes left
+``running`` are aborted, those left ``fetched`` are finished.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from alerts.outbox import enqueue_health, enqueue_run
+from core.clock import SHANGHAI
 from core.drift import keep_stored, measure
 from core.health import (
     FetchOutcome,
@@ -25,10 +35,15 @@ from core.health import (
 )
 from core.normalise import content_hash
 from core.registry import get_source
+from core.summary import AnnouncementsSummary, ListSummary, OutcomeCount, RunSummary
+from pipeline.processes import process_alive
 from storage.announcements import announcement_summary, run_announcements
+from storage.daemon import abort_dead_runs, dead_fetched_runs
 from storage.lifecycle import RunDetection, apply_run
 from storage.runs import (
     changed_entries,
+    claim_fetched,
+    fail_run,
     fetch_rows,
     finish_run,
     get_run,
@@ -43,13 +58,18 @@ from storage.runs import (
     withdraw_collided,
 )
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+log = logging.getLogger(__name__)
+
 RESTAGE_BATCH = 1000  # changed_entries reads pages of this size
 
 
-def finalize_run(engine: Engine, run_id: str) -> str:
-    """Judge the run, merge its records and raise its events; returns the run state."""
+def finalize_run(engine: Engine, run_id: str) -> str | None:
+    """Judge the ``fetched`` run, merge its records, raise its events and queue its alerts;
+    returns the run's new state, or None when it was not ``fetched`` (another finisher did
+    it, or it never fetched everything): nothing is done twice."""
     with engine.begin() as conn:
+        if not claim_fetched(conn, run_id):  # first: it holds the run until the commit
+            return None
         run = get_run(conn, run_id)
         source = get_source(run.source)
         lists = list(source.list_ids)
@@ -123,16 +143,21 @@ def finalize_run(engine: Engine, run_id: str) -> str:
         )
         events: Counter[str] = apply_run(conn, detection)
         state = run_state(judged)
-        summary = {
-            "lists": {lh.list: lh.as_row() for lh in judged},
-            "outcomes": outcome_summary(fetches),
-            "events": dict(sorted(events.items())),
-        }
+        summary = RunSummary(
+            lists={lh.list: ListSummary.model_validate(lh.as_row()) for lh in judged},
+            outcomes={
+                name: OutcomeCount.model_validate(value)
+                for name, value in outcome_summary(fetches).items()
+            },
+            events=dict(sorted(events.items())),
+        )
         if source.announcements is not None:
-            summary["announcements"] = announcement_summary(run_announcements(conn, run_id))
-            summary["announcements"]["unmatched_removals"] = detection.unmatched_removals
+            summary.announcements = AnnouncementsSummary.model_validate(
+                announcement_summary(run_announcements(conn, run_id))
+                | {"unmatched_removals": detection.unmatched_removals}
+            )
         if detection.held:
-            summary["held"] = detection.held
+            summary.held = dict(detection.held)
         store_health(conn, run_id, [lh.as_row() for lh in judged])
         finish_run(
             conn,
@@ -159,6 +184,43 @@ def finalize_run(engine: Engine, run_id: str) -> str:
             held=detection.held,
         )
     return state
+
+
+def finish_fetched(engine: Engine, run_id: str) -> str | None:
+    """``finalize_run``, and a finish that raised fails the run with the reason (its staging
+    dropped), rather than leaving it ``fetched`` to fail again at every later start. Returns
+    the run's new state, None when there was nothing to finish."""
+    try:
+        return finalize_run(engine, run_id)
+    except Exception as exc:
+        log.exception("creditwatch run %s could not be finished", run_id)
+        failed = fail_run(
+            engine,
+            run_id,
+            "failed",
+            f"finishing the run failed: {type(exc).__name__}: {exc}"[:1000],
+            datetime.now(UTC),
+            states=("fetched",),
+        )
+        return "failed" if failed else None
+
+
+def finish_left_runs(
+    engine: Engine, *, why: str, source: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Close the runs of this host (of ``source`` when given) whose process is gone: one left
+    ``running`` died while fetching and is aborted (``why`` says when it was found); one left
+    ``fetched`` lost only its finish step, which runs now. Returns (aborted, finished) ids.
+    A run whose finish raises is failed by ``finish_fetched``; one that cannot even be failed
+    (the database went away) raises, so no later run of its source is finished before it."""
+    aborted = abort_dead_runs(engine, process_alive, source=source, why=why)
+    finished = []
+    for run_id in dead_fetched_runs(engine, process_alive, source=source):
+        state = finish_fetched(engine, run_id)
+        if state is not None:
+            log.warning("run %s had lost its process after fetching: finished %s", run_id, state)
+            finished.append(run_id)
+    return aborted, finished
 
 
 def _keep_stored_values(

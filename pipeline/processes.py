@@ -1,6 +1,6 @@
 """Is the process that holds a run still working on it? Read from ``/proc`` (Linux), used
 by the scheduler's sweep and by every crawl's start, which abort runs left ``running`` by a
-process that died."""
+process that died and finish those it left ``fetched``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def proc_file(pid: int, name: str) -> bytes | None:
 
 def process_alive(run: Row[Any]) -> bool:
     """Whether the process recorded for ``run`` may still be working on it. The pid is the
-    crawl process's (or, for a moment, the process that created the run). A pid that no longer
+    crawl process's (or the process that created the run, before the crawl process starts and
+    once it has exited and that process finishes the run). A pid that no longer
     exists, a zombie, a crawl process of another run (a reused pid), or this very process
     (a run left by an earlier process with the same pid) are all gone."""
     pid = run.pid

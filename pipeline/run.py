@@ -1,33 +1,37 @@
-"""Running one crawl of a source: create the run, crawl in a child process, report.
+"""Running one crawl of a source: create the run, fetch in a child process, finish it here.
 
-The crawl runs in its own process (``python -m scrapy crawl``): Twisted's reactor cannot
+The fetch runs in its own process (``python -m scrapy crawl``): Twisted's reactor cannot
 restart, so this keeps ``crawl`` callable any number of times from one program (tests, the
-scheduler), and a crawl that dies cannot take its caller down. The child writes everything
-to the database; the run row tells how it ended.
+scheduler), and a crawl that dies cannot take its caller down. The child records what it
+fetched (archive, fetch log, staging) and marks the run ``fetched``; after it exits, this
+process (the conductor) runs the finish step (``pipeline/finalize.py``: health, detection,
+alerts). A child that exits without marking the run fails it; a conductor that dies after
+the child marked it leaves it ``fetched``, and the next crawl of the source (or the
+scheduler's start-up sweep) finishes it.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from core.registry import get_source
 from crawlers.captcha import MODES as CAPTCHA_MODES
-from pipeline.processes import process_alive
-from storage.daemon import abort_dead_runs
+from pipeline.finalize import finish_fetched, finish_left_runs
+from storage.archive import responses_of_run
 from storage.engine import database_url, get_engine, require_writable, upgrade
-from storage.models import RawResponse
 from storage.runs import create_run, fail_run, get_run, set_pid
 
 MODES = ("live", "replay", "record")
+# Crash tests: the conductor stops itself (SIGSTOP) once the child has fetched, before the
+# finish step, so a test can kill it at exactly that point.
+STOP_AFTER_FETCH = "CREDITWATCH_TEST_STOP_AFTER_FETCH"
 
 
 class CrawlError(RuntimeError):
@@ -99,7 +103,10 @@ def crawl(
     url: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> str:
-    """One run of ``spec.source``: fetch, archive, normalise, store, detect. Returns its id."""
+    """One run of ``spec.source``: fetch, archive, normalise, store, detect. Returns its id.
+
+    Runs of the source whose process is gone are closed first (``finish_left_runs``), so
+    the runs of a source are finished in the order they were made."""
     url = url or database_url()
     require_writable(url)
     source = get_source(spec.source)
@@ -107,8 +114,9 @@ def crawl(
         spec = replace(spec, delist_after=source.delist_after)
     upgrade(url)
     engine = get_engine(url)
-    # A run its process left `running` (killed, machine rebooted) would stay so for ever.
-    abort_dead_runs(engine, process_alive, source=source.id, why="marked aborted before this run")
+    # A run its process left `running` (killed, machine rebooted) would stay so for ever, and
+    # one left `fetched` would never be finished.
+    finish_left_runs(engine, source=source.id, why="marked aborted before this run")
     run_id = create_run(
         engine,
         source,
@@ -119,13 +127,22 @@ def crawl(
     env = {**os.environ, "DATABASE_URL": url, "SCRAPY_SETTINGS_MODULE": "crawlers.settings"}
     child = subprocess.Popen(scrapy_command(spec, run_id), env=env)
     set_pid(engine, run_id, child.pid)
-    while child.poll() is None:
-        if progress is not None:
-            progress(_responses_so_far(url, run_id))
-        time.sleep(0.3)
+    while True:  # returns the moment the child exits; reports progress meanwhile
+        try:
+            child.wait(timeout=None if progress is None else 0.3)
+            break
+        except subprocess.TimeoutExpired:
+            if progress is not None:
+                progress(_responses_so_far(url, run_id))
     with engine.connect() as conn:
         state = get_run(conn, run_id).state
-    if state == "running":
+    if state == "fetched":
+        # The run is this process's now: a sweep elsewhere sees it alive until it is finished.
+        set_pid(engine, run_id, os.getpid())
+        if os.environ.get(STOP_AFTER_FETCH):
+            os.kill(os.getpid(), signal.SIGSTOP)
+        finish_fetched(engine, run_id)
+    elif state == "running":
         code = child.returncode
         killed = code < 0
         reason = (
@@ -144,8 +161,5 @@ def crawl(
 
 
 def _responses_so_far(url: str, run_id: str) -> int:
-    table = RawResponse.__table__
     with get_engine(url).connect() as conn:
-        return conn.execute(
-            select(func.count()).select_from(table).where(table.c.run_id == run_id)
-        ).scalar_one()
+        return responses_of_run(conn, run_id)

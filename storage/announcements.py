@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
-from storage.models import Announcement, Run
+from storage.models import Announcement, Run, table_of
 
-ANNOUNCEMENTS = Announcement.__table__
-RUNS = Run.__table__
+ANNOUNCEMENTS = table_of(Announcement)
+RUNS = table_of(Run)
 SETTLED = ("read", "needs_transcription")
 MERGED_RUN_STATES = ("healthy", "degraded", "failed")
 

@@ -8,13 +8,14 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
+from w3lib.encoding import html_to_unicode
 
-from storage.models import RawBody, RawResponse
+from storage.models import RawBody, RawResponse, table_of
 
-BODIES = RawBody.__table__
-RESPONSES = RawResponse.__table__
+BODIES = table_of(RawBody)
+RESPONSES = table_of(RawResponse)
 
 
 def body_sha256(body: bytes) -> str:
@@ -41,6 +42,15 @@ class ArchivedResponse:
     fetched_at: datetime | None
     run_id: str
     body: bytes
+
+    @property
+    def content_type(self) -> str | None:
+        return next((v for n, v in self.headers if n.lower() == "content-type"), None)
+
+    def text(self) -> str:
+        """The body as text, in the charset the response declared (header or ``<meta>``)."""
+        _, text = html_to_unicode(self.content_type, self.body)
+        return text
 
 
 class NotArchived(LookupError):
@@ -82,3 +92,10 @@ def get_response(conn: Connection, sha_or_prefix: str) -> ArchivedResponse:
         run_id=meta.run_id,
         body=data,
     )
+
+
+def responses_of_run(conn: Connection, run_id: str) -> int:
+    """How many responses a run has archived so far (a crawl's progress)."""
+    return conn.execute(
+        select(func.count()).select_from(RESPONSES).where(RESPONSES.c.run_id == run_id)
+    ).scalar_one()

@@ -21,24 +21,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import LargeBinary, String, Text, and_, case, cast, func, select, type_coerce
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
+from core.clock import SHANGHAI
 from core.registry import get_source
 from core.schema import NON_CONTENT_FIELDS, RECORD_FIELDS, content_of
-from storage.models import Event, Record, RecordHistory, Run, RunList
+from storage.models import Event, Record, RecordHistory, Run, RunList, table_of
 from storage.types import utc
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-RECORDS = Record.__table__
-HISTORY = RecordHistory.__table__
-EVENTS = Event.__table__
-RUNS = Run.__table__
-RUN_LISTS = RunList.__table__
+RECORDS = table_of(Record)
+HISTORY = table_of(RecordHistory)
+EVENTS = table_of(Event)
+RUNS = table_of(Run)
+RUN_LISTS = table_of(RunList)
 SHOWN = ("active", "expired")
 BATCH = 2000
 

@@ -15,6 +15,7 @@ merged back into ``record_key`` order); only the page asked for is kept.
 
 from __future__ import annotations
 
+import builtins
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,12 +31,12 @@ from core.registry import ListDef
 from core.schema import RECORD_FIELDS
 from storage.asof import Vouch, iter_list, vouching_runs
 from storage.events import event_dict
-from storage.models import Event, Record, Run
+from storage.models import Event, Record, Run, table_of
 from storage.sql import sha256_hex
 
-RECORDS = Record.__table__
-EVENTS = Event.__table__
-RUNS = Run.__table__
+RECORDS = table_of(Record)
+EVENTS = table_of(Event)
+RUNS = table_of(Run)
 
 STATUSES = ("active", "expired", "removed")
 # The status filter: "" is what the list shows now (active and expired entries).
@@ -117,7 +118,8 @@ class EntryPage:
     total: int = 0  # entries matching the query, on every page
     offset: int = 0
     limit: int = 50
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    # `builtins.list`: the field `list` above shadows the type for checkers.
+    entries: builtins.list[dict[str, Any]] = field(default_factory=builtins.list)
 
 
 def list_entries(

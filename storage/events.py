@@ -11,9 +11,9 @@ from sqlalchemy.engine import Connection
 
 from core.schema import EVENT_FIELDS
 from storage.asof import iso
-from storage.models import Event
+from storage.models import Event, table_of
 
-EVENTS = Event.__table__
+EVENTS = table_of(Event)
 
 
 def event_dict(row: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from core.schema import content_of
+from core.schema import EVENT_FIELDS, content_of
 from storage.models import (
     Event,
     PendingDelisting,
@@ -54,16 +54,17 @@ from storage.models import (
     RecordHistory,
     RunRecord,
     RunRemoval,
+    table_of,
 )
 from storage.sql import json_object, sha256_hex
 from storage.types import JSONType
 
-RECORDS = Record.__table__
-STAGED = RunRecord.__table__
-EVENTS = Event.__table__
-HISTORY = RecordHistory.__table__
-REMOVALS = RunRemoval.__table__
-PENDING = PendingDelisting.__table__
+RECORDS = table_of(Record)
+STAGED = table_of(RunRecord)
+EVENTS = table_of(Event)
+HISTORY = table_of(RecordHistory)
+REMOVALS = table_of(RunRemoval)
+PENDING = table_of(PendingDelisting)
 
 
 @dataclass
@@ -92,8 +93,9 @@ def event_id(run_id: str, list_id: str, record_key: str, kind: str) -> str:
     return hashlib.sha256(f"{run_id}|{list_id}|{record_key}|{kind}".encode()).hexdigest()[:32]
 
 
-def _sql_event_id(run_id: str, list_col: Any, key_col: Any, kind: str) -> Any:
-    text = literal(f"{run_id}|", String) + list_col + "|" + key_col + f"|{kind}"
+def sql_event_id(run_id: Any, list_col: Any, key_col: Any, kind: str) -> Any:
+    """``event_id`` computed in SQL; ``run_id`` is an expression (a literal or a column)."""
+    text = run_id + "|" + list_col + "|" + key_col + f"|{kind}"
     return func.substr(sha256_hex(text), 1, 32)
 
 
@@ -132,22 +134,9 @@ def baseline_lists(conn: Connection, lists: list[str]) -> list[str]:
     return [lst for lst in lists if lst not in known]
 
 
-EVENT_COLUMNS = [
-    "event_id",
-    "event",
-    "source",
-    "list",
-    "record_key",
-    "entity_id",
-    "entity_name",
-    "case_number",
-    "title",
-    "cause",
-    "baseline",
-    "run_id",
-    "at",
-    "evidence",
-]
+# The event columns set-based SQL fills, in the schema's order: all but ``changes``, which
+# only ``modified`` events have (built in Python, ``_insert_modified``).
+EVENT_COLUMNS = [name for name in EVENT_FIELDS if name != "changes"]
 
 
 def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
@@ -169,8 +158,11 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
 
     def staged_event(kind: str, cause: str | None, baseline: Any) -> list[Any]:
         return [
-            _sql_event_id(
-                run.run_id, staged.list, staged.record_key, kind if not cause else f"{kind}:{cause}"
+            sql_event_id(
+                literal(run.run_id, String),
+                staged.list,
+                staged.record_key,
+                kind if not cause else f"{kind}:{cause}",
             ),
             literal(kind),
             staged.source,
@@ -308,7 +300,7 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
             if _hold(conn, run, list_id, leaving, active_before.get(list_id, 0), evidence):
                 continue
             counts["delisted"] += insert_events(
-                select(*_record_event(run, "disappeared", literal(evidence, JSONType)))
+                select(*_run_delisting(run, "disappeared", literal(evidence, JSONType)))
                 .where(leaving, rec.status == "active")
                 .order_by(rec.record_key)
             )
@@ -424,11 +416,14 @@ def _end_holds_seen_again(conn: Connection, run: RunDetection) -> None:
         )
 
 
-def _record_event(run: RunDetection, cause: str, evidence: Any) -> list[Any]:
-    """Columns of a ``delisted`` event raised from a stored record (``event_cols`` order)."""
+def delisting_of_record(cause: str, *, run_id: Any, at: Any, evidence: Any) -> list[Any]:
+    """The columns (``EVENT_COLUMNS`` order) of a ``delisted`` event raised from a stored
+    record: one builder for change detection's absences and a maintainer's release of held
+    delistings (``storage.pending``), so both raise the same row with the same ``event_id``.
+    ``run_id``, ``at`` and ``evidence`` are SQL expressions (literals or columns)."""
     rec = RECORDS.c
     return [
-        _sql_event_id(run.run_id, rec.list, rec.record_key, f"delisted:{cause}"),
+        sql_event_id(run_id, rec.list, rec.record_key, f"delisted:{cause}"),
         literal("delisted"),
         rec.source,
         rec.list,
@@ -439,10 +434,20 @@ def _record_event(run: RunDetection, cause: str, evidence: Any) -> list[Any]:
         rec.title,
         literal(cause),
         literal(False),
-        literal(run.run_id),
-        literal(run.at, EVENTS.c.at.type),
+        run_id,
+        at,
         evidence,
     ]
+
+
+def _run_delisting(run: RunDetection, cause: str, evidence: Any) -> list[Any]:
+    """``delisting_of_record`` raised by this run, at its clock."""
+    return delisting_of_record(
+        cause,
+        run_id=literal(run.run_id, String),
+        at=literal(run.at, EVENTS.c.at.type),
+        evidence=evidence,
+    )
 
 
 def _apply_removals(conn: Connection, run: RunDetection) -> int:
@@ -508,7 +513,7 @@ def _delist_records(
         conn,
         insert(EVENTS).from_select(
             EVENT_COLUMNS,
-            select(*_record_event(run, cause, evidence))
+            select(*_run_delisting(run, cause, evidence))
             .where(where)
             .order_by(rec.list, rec.record_key),
         ),

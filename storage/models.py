@@ -12,7 +12,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, LargeBinary, Unicode, UniqueConstraint, false
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    LargeBinary,
+    Table,
+    Unicode,
+    UniqueConstraint,
+    false,
+    inspect,
+)
 from sqlmodel import Field, SQLModel
 
 from storage.types import JSONType, UTCDateTime
@@ -53,7 +63,7 @@ class Run(SQLModel, table=True):
     seq: int
     mode: str  # live · replay · record
     cassette: str | None = None
-    state: str = "running"  # running · healthy · degraded · failed · aborted
+    state: str = "running"  # core.health.RUN_STATES: running · fetched · healthy · … · aborted
     clock_origin: str | None = None  # date-header · wall
     started_at: datetime | None = _time()
     ended_at: datetime | None = _time()
@@ -368,3 +378,12 @@ class SchedulerJob(SQLModel, table=True):
     id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
     next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
     job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The ``Table`` of a table model, typed. SQLModel's metaclass sets ``__table__`` but does
+    not declare it to type checkers; the mapper's ``local_table`` is the same object."""
+    table = inspect(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table

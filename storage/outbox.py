@@ -23,16 +23,25 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from storage.events import event_dict
-from storage.models import Alert, Event, RawResponse, Record, Run, RunList, SubscriptionRow
+from storage.models import (
+    Alert,
+    Event,
+    RawResponse,
+    Record,
+    Run,
+    RunList,
+    SubscriptionRow,
+    table_of,
+)
 from storage.sql import insert_ignore
 
-ALERTS = Alert.__table__
-EVENTS = Event.__table__
-RECORDS = Record.__table__
-RESPONSES = RawResponse.__table__
-RUN_LISTS = RunList.__table__
-SUBSCRIPTIONS = SubscriptionRow.__table__
-RUNS = Run.__table__
+ALERTS = table_of(Alert)
+EVENTS = table_of(Event)
+RECORDS = table_of(Record)
+RESPONSES = table_of(RawResponse)
+RUN_LISTS = table_of(RunList)
+SUBSCRIPTIONS = table_of(SubscriptionRow)
+RUNS = table_of(Run)
 CHUNK = 500  # keys per IN (...) query
 SENDABLE = ("pending", "blocked")  # blocked rows are tried again, untried ones behind them
 
@@ -79,12 +88,15 @@ def run_event_context(conn: Connection, run_id: str) -> list[dict[str, Any]]:
         for row in conn.execute(query):
             if (row.list, row.record_key) in keys:
                 records[(row.list, row.record_key)] = row.data
-    health = dict(
-        conn.execute(
+    health: dict[str, str | None] = {
+        row.list: row.health
+        for row in conn.execute(
             select(RUN_LISTS.c.list, RUN_LISTS.c.health).where(RUN_LISTS.c.run_id == run_id)
-        ).all()
-    )
-    shas = {(e.get("evidence") or {}).get("raw_sha256") for e in events} - {None}
+        )
+    }
+    shas: set[str] = {
+        sha for e in events if (sha := (e.get("evidence") or {}).get("raw_sha256")) is not None
+    }
     fetched = {
         row.sha256: row.fetched_at
         for row in conn.execute(

@@ -27,16 +27,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, literal, select, update
+from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
-from storage.lifecycle import EVENT_COLUMNS
-from storage.models import Event, PendingDelisting, Record
-from storage.sql import sha256_hex
+from storage.lifecycle import EVENT_COLUMNS, delisting_of_record
+from storage.models import Event, PendingDelisting, Record, table_of
 
-PENDING = PendingDelisting.__table__
-RECORDS = Record.__table__
-EVENTS = Event.__table__
+PENDING = table_of(PendingDelisting)
+RECORDS = table_of(Record)
+EVENTS = table_of(Event)
 STATES = ("pending", "released", "discarded", "returned", "superseded")
 
 
@@ -161,10 +160,9 @@ def release(
     decision = Decision(rows=_tally(conn, selection))
     if not decision.rows:
         return decision
-    # The id the holding run would have given the event (``lifecycle.event_id``).
-    new_id = func.substr(
-        sha256_hex(p.run_id + "|" + p.list + "|" + p.record_key + "|delisted:disappeared"), 1, 32
-    )
+    # The event the holding run would have raised (same ``event_id``), at its clock.
+    columns = delisting_of_record("disappeared", run_id=p.run_id, at=p.held_at, evidence=p.evidence)
+    new_id = columns[EVENT_COLUMNS.index("event_id")]
     joined = PENDING.join(RECORDS, _same_entry())
     raising = and_(
         selection.where(), rec.status == "active", ~exists().where(EVENTS.c.event_id == new_id)
@@ -176,25 +174,7 @@ def release(
     conn.execute(
         insert(EVENTS).from_select(
             EVENT_COLUMNS,
-            select(
-                new_id,
-                literal("delisted"),
-                rec.source,
-                rec.list,
-                rec.record_key,
-                rec.entity_id,
-                rec.entity_name,
-                rec.case_number,
-                rec.title,
-                literal("disappeared"),
-                literal(False),
-                p.run_id,
-                p.held_at,
-                p.evidence,
-            )
-            .select_from(joined)
-            .where(raising)
-            .order_by(*order),
+            select(*columns).select_from(joined).where(raising).order_by(*order),
         )
     )
     for run_id, event_id in ids:

@@ -12,14 +12,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from storage.archive import BODIES, RESPONSES, body_row
-from storage.models import Announcement, Fetch, ListPage, RunRecord, RunRemoval
+from storage.models import Announcement, Fetch, ListPage, RunRecord, RunRemoval, table_of
 from storage.sql import insert_ignore
 
-FETCHES = Fetch.__table__
-LIST_PAGES = ListPage.__table__
-RUN_RECORDS = RunRecord.__table__
-RUN_REMOVALS = RunRemoval.__table__
-ANNOUNCEMENTS = Announcement.__table__
+FETCHES = table_of(Fetch)
+LIST_PAGES = table_of(ListPage)
+RUN_RECORDS = table_of(RunRecord)
+RUN_REMOVALS = table_of(RunRemoval)
+ANNOUNCEMENTS = table_of(Announcement)
 
 
 def staged_record(run_id: str, record: dict[str, Any], content_hash: str) -> dict[str, Any]:
@@ -157,8 +157,12 @@ class RunWriter:
         records the database refuses cannot take the evidence down with it."""
         if not (self._pending() or self._bodies):
             return
-        logged = ((RESPONSES, self._responses), (FETCHES, self._fetches))
-        logged += ((LIST_PAGES, self._pages), (ANNOUNCEMENTS, self._announcements))
+        logged = (
+            (RESPONSES, self._responses),
+            (FETCHES, self._fetches),
+            (LIST_PAGES, self._pages),
+            (ANNOUNCEMENTS, self._announcements),
+        )
         with self.engine.begin() as conn:
             insert_ignore(conn, BODIES, list(self._bodies.values()))
             for table, rows in logged:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, and_, bindparam, case, func, select, tuple_, upda
 from sqlalchemy.engine import Connection, Row
 
 from core.registry import SourceDef
+from core.summary import RunSummary
 from storage.models import (
     Fetch,
     ListPage,
@@ -22,17 +23,19 @@ from storage.models import (
     RunRecord,
     RunRemoval,
     Source,
+    table_of,
 )
 from storage.runlog import staged_record
 from storage.sql import insert_ignore
 
-RUNS = Run.__table__
-RUN_LISTS = RunList.__table__
-SOURCES = Source.__table__
-FETCHES = Fetch.__table__
-LIST_PAGES = ListPage.__table__
-STAGED = RunRecord.__table__
-STAGED_REMOVALS = RunRemoval.__table__
+RUNS = table_of(Run)
+RUN_LISTS = table_of(RunList)
+SOURCES = table_of(Source)
+FETCHES = table_of(Fetch)
+LIST_PAGES = table_of(ListPage)
+STAGED = table_of(RunRecord)
+STAGED_REMOVALS = table_of(RunRemoval)
+RECORDS = table_of(Record)
 
 
 class UnknownRun(LookupError):
@@ -249,7 +252,7 @@ def seen_again_counts(conn: Connection, run_id: str) -> dict[str, int]:
     """Per list, how many of the run's staged entries were stored before."""
     rows = conn.execute(
         select(STAGED.c.list, func.count())
-        .select_from(STAGED.join(Record.__table__, _same_entry()))
+        .select_from(STAGED.join(RECORDS, _same_entry()))
         .where(STAGED.c.run_id == run_id)
         .group_by(STAGED.c.list)
     ).all()
@@ -258,11 +261,11 @@ def seen_again_counts(conn: Connection, run_id: str) -> dict[str, int]:
 
 def changed_entries(
     conn: Connection, run_id: str, lists: Iterable[str] | None = None, page: int = 1000
-) -> Iterator[Row[Any]]:
+) -> Iterator[Row[Any, Any, Any, Any]]:
     """(list, record_key, old, new) of the run's staged entries (of ``lists`` when given)
     whose content differs from what is stored: the candidates for ``modified``. Read a page
     at a time by key, so memory stays bounded and the caller may restage between pages."""
-    rec = Record.__table__.c
+    rec = RECORDS.c
     key = tuple_(STAGED.c.list, STAGED.c.record_key)
     query = (
         select(
@@ -271,7 +274,7 @@ def changed_entries(
             rec.data.label("old"),
             STAGED.c.data.label("new"),
         )
-        .select_from(STAGED.join(Record.__table__, _same_entry()))
+        .select_from(STAGED.join(RECORDS, _same_entry()))
         .where(STAGED.c.run_id == run_id, rec.content_hash != STAGED.c.content_hash)
         .order_by(STAGED.c.list, STAGED.c.record_key)
         .limit(page)
@@ -314,7 +317,7 @@ def restage(conn: Connection, run_id: str, rows: Sequence[dict[str, Any]]) -> No
 
 
 def _same_entry() -> Any:
-    rec = Record.__table__.c
+    rec = RECORDS.c
     return and_(rec.list == STAGED.c.list, rec.record_key == STAGED.c.record_key)
 
 
@@ -361,17 +364,74 @@ def store_health(conn: Connection, run_id: str, lists: list[dict[str, Any]]) -> 
         conn.execute(RUN_LISTS.insert(), [{"run_id": run_id, **row} for row in lists])
 
 
-def finish_run(conn: Connection, run_id: str, **values: Any) -> None:
-    conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(**values))
+def mark_fetched(engine: Engine, run_id: str) -> bool:
+    """The fetcher recorded everything of a ``running`` run: it becomes ``fetched``, for the
+    finish step to judge and detect outside the fetcher. False when it was not ``running``."""
+    with engine.begin() as conn:
+        return (
+            conn.execute(
+                update(RUNS)
+                .where(RUNS.c.run_id == run_id, RUNS.c.state == "running")
+                .values(state="fetched")
+            ).rowcount
+            == 1
+        )
 
 
-def fail_run(engine: Engine, run_id: str, state: str, error: str, at: datetime) -> bool:
+def claim_fetched(conn: Connection, run_id: str) -> bool:
+    """Take the finish of a ``fetched`` run for the transaction of ``conn``; False when the run
+    is not ``fetched`` (another finisher finished it, or it never fetched everything).
+
+    Must be the transaction's first statement. It writes the row (to the state it has), which
+    holds the row against every other finisher until this transaction ends: PostgreSQL's row
+    lock, SQLite's write lock. A second finisher waits there, then reads the committed state
+    and finds nothing to do; if this transaction rolls back, the run is ``fetched`` again."""
+    return (
+        conn.execute(
+            update(RUNS)
+            .where(RUNS.c.run_id == run_id, RUNS.c.state == "fetched")
+            .values(state="fetched")
+        ).rowcount
+        == 1
+    )
+
+
+def finish_run(
+    conn: Connection,
+    run_id: str,
+    *,
+    state: str,
+    summary: RunSummary | None = None,
+    **columns: Any,
+) -> None:
+    """Write a finished run's verdict: its ``state``, ``summary`` (kept as its JSON) and any
+    other ``runs`` columns (``ended_at``, ``pages``, ``records``, ``events``)."""
+    if summary is not None:
+        columns["summary"] = summary.stored()
+    conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(state=state, **columns))
+
+
+def run_summary(run: Row[Any]) -> RunSummary:
+    """The summary of a run row (empty for a run that never finished)."""
+    return RunSummary.load(run.summary)
+
+
+def fail_run(
+    engine: Engine,
+    run_id: str,
+    state: str,
+    error: str,
+    at: datetime,
+    *,
+    states: Sequence[str] = ("running",),
+) -> bool:
     """Close a run that never reached change detection, dropping its staged rows in the same
-    transaction; False (and nothing dropped) when the run was no longer ``running``."""
+    transaction; False (and nothing dropped) when the run was no longer in one of ``states``
+    (``running``; ``fetched`` too where the finish step itself failed)."""
     with engine.begin() as conn:
         closed = conn.execute(
             update(RUNS)
-            .where(RUNS.c.run_id == run_id, RUNS.c.state == "running")
+            .where(RUNS.c.run_id == run_id, RUNS.c.state.in_(list(states)))
             .values(state=state, error=error, ended_at=at)
         ).rowcount
         if closed != 1:

@@ -1,8 +1,8 @@
 """A source's standing from its runs (SCHEMA.md, Run health): ``ok``, ``failing`` once its
 last K finished runs were all unhealthy (until a healthy run), or ``never_run``.
 
-Runs still ``running`` are skipped (they have no verdict yet); ``degraded``, ``failed`` and
-``aborted`` all count as unhealthy.
+Runs still in progress (``running``, ``fetched``) are skipped (they have no verdict yet);
+``degraded``, ``failed`` and ``aborted`` all count as unhealthy.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from storage.models import Run
+from core.health import IN_PROGRESS_STATES
+from storage.models import Run, table_of
 
-RUNS = Run.__table__
+RUNS = table_of(Run)
 STATES = ("ok", "failing", "never_run")
 
 
@@ -91,7 +92,7 @@ def source_state(
     (``SourceDef.failing_after``); ``last_runs`` holds ``last`` runs (default K)."""
     if failing_after < 1:
         raise ValueError(f"failing_after must be at least 1, not {failing_after}")
-    finished = and_(RUNS.c.source == source_id, RUNS.c.state != "running")
+    finished = and_(RUNS.c.source == source_id, RUNS.c.state.not_in(IN_PROGRESS_STATES))
     columns = (RUNS.c.run_id, RUNS.c.seq, RUNS.c.state, RUNS.c.started_at)
     recent = [
         _brief(row)
@@ -105,7 +106,7 @@ def source_state(
     running = tuple(
         conn.execute(
             select(RUNS.c.run_id)
-            .where(RUNS.c.source == source_id, RUNS.c.state == "running")
+            .where(RUNS.c.source == source_id, RUNS.c.state.in_(IN_PROGRESS_STATES))
             .order_by(RUNS.c.seq)
         ).scalars()
     )

@@ -1,5 +1,7 @@
 """Shared fixtures: a fresh database per test on SQLite and, where it answers, PostgreSQL;
-crawls in replay mode with the network guarded in every process."""
+crawls in replay mode with the network guarded in every process; replayed databases built
+once per session (``replayed``); and the test layers (markers ``unit``, ``replay``,
+``browser``, ``postgres``), see ``pytest_collection_modifyitems``."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -18,6 +21,9 @@ NETGUARD = Path(__file__).resolve().parent / "netguard"
 sys.path.insert(0, str(NETGUARD))
 
 import guard  # noqa: E402
+
+from tests.cassette_support import playwright_browser_available  # noqa: E402
+from tests.replay_cache import ReplayCache, Replayed  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
     "CREDITWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -72,6 +78,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def replay_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayCache]:
+    cache = ReplayCache(tmp_path_factory.mktemp("replayed"), PG_ADMIN_URL)
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
+@pytest.fixture
+def replayed(replay_cache: ReplayCache) -> Replayed:
+    """``replayed(url, Replay(DAY1, delist_after=1), ...)``: the empty database at ``url`` as
+    those replays would leave it (run ids returned), copied from a template built once."""
+    return replay_cache.into
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'creditwatch.sqlite'}"
@@ -88,3 +110,62 @@ def netguard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     guard.install(str(log), monkeypatch.setattr)
     return log
+
+
+# -- layers ---------------------------------------------------------------------------------------
+
+LAYERS = ("unit", "replay", "browser")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test exactly one layer, and ``postgres`` where it runs on PostgreSQL.
+
+    ``browser`` (Chromium) and ``replay`` (crawls in child processes, replayed databases) are
+    declared in the test files (``pytestmark`` or per test); a test that asks for
+    ``replayed`` is ``replay``; every other test is ``unit``, and a unit test that starts a
+    crawl fails (see ``_unit_tests_do_not_crawl``). A test given two layers is an error."""
+    problems = []
+    chromium: tuple[bool, str] | None = None
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            if chromium is None:
+                chromium = playwright_browser_available()
+                if not chromium[0]:
+                    print(f"\nskipping the browser tests: {chromium[1]}")
+            if not chromium[0]:
+                item.add_marker(pytest.mark.skip(reason=chromium[1]))
+        names = getattr(item, "fixturenames", ())
+        if "replayed" in names and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.replay)
+        layers = [layer for layer in LAYERS if item.get_closest_marker(layer) is not None]
+        if not layers:
+            item.add_marker(pytest.mark.unit)
+            layers = ["unit"]
+        if len(layers) != 1:
+            problems.append(f"{item.nodeid}: layers {layers}, expected exactly one")
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("db_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+    if problems:
+        raise pytest.UsageError("tests with a wrong layer:\n" + "\n".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_do_not_crawl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A ``unit`` test that starts a crawl (pipeline.run's child or tests.cassette_crawl)
+    fails, so the layer marks stay true: mark such a test ``replay``."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            f"{request.node.nodeid} is marked unit but starts a crawl: mark it "
+            "pytest.mark.replay (or browser)"
+        )
+
+    import pipeline.run
+    import tests.cassette_support
+
+    no_crawls = SimpleNamespace(Popen=refuse, run=refuse)
+    monkeypatch.setattr(pipeline.run, "subprocess", no_crawls)
+    monkeypatch.setattr(tests.cassette_support, "subprocess", no_crawls)

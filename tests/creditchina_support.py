@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from pipeline.run import CrawlSpec, crawl
-from tests.cassette_support import playwright_browser_available
 from tests.helpers import FIXTURES, interaction
 
 CC = FIXTURES / "creditchina"
@@ -28,10 +27,8 @@ LISTS = (
     "creditchina.watch_sxcj",
 )
 
-_AVAILABLE, _WHY_NOT = playwright_browser_available()
-if not _AVAILABLE:
-    print(f"\nskipping Credit China browser tests: {_WHY_NOT}")
-needs_chromium = pytest.mark.skipif(not _AVAILABLE, reason=_WHY_NOT)
+# The browser layer: tests/conftest.py skips these tests when no Chromium can be launched.
+needs_chromium = pytest.mark.browser
 
 
 def replay_cc(

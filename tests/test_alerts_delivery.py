@@ -85,6 +85,7 @@ def alert_rows(url: str) -> list[Any]:
         return conn.execute(select(ALERTS).order_by(ALERTS.c.id)).all()
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("language", ["zh", "en"])
 def test_three_subscriptions_get_exactly_the_day_two_alerts(
     language: str, sqlite_url: str, channel_env: dict[str, Any]
@@ -110,6 +111,7 @@ def test_three_subscriptions_get_exactly_the_day_two_alerts(
     assert send_pending(get_engine(sqlite_url))["delivered"] == 0
 
 
+@pytest.mark.replay
 def test_enqueueing_a_run_twice_alerts_nobody_twice(db_url: str) -> None:
     subscribe(db_url, three_subscriptions("http://127.0.0.1:9/hook", "zh"))
     two_days(db_url)
@@ -130,6 +132,7 @@ def creditwatch(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.replay
 def test_a_sender_killed_between_delivery_and_acknowledgement_delivers_exactly_once(
     sqlite_url: str, channel_env: dict[str, Any]
 ) -> None:
@@ -223,6 +226,7 @@ def test_a_daily_digest_collapses_an_edit_reverted_inside_its_window(
     assert statuses["a1"] == statuses["a2"] == "collapsed"
 
 
+@pytest.mark.replay
 def test_layout_drift_alerts_the_maintainers_only(
     sqlite_url: str, channel_env: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -265,6 +269,7 @@ def test_layout_drift_alerts_the_maintainers_only(
 runner = CliRunner()
 
 
+@pytest.mark.replay
 def test_watch_alerts_and_feed_commands(
     tmp_path: Path, channel_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,6 +30,8 @@ from tests.helpers import (
     save_cassette,
 )
 
+pytestmark = pytest.mark.replay
+
 SOURCES = ("mct_tourism", "caac", "mohrss")
 PUBLISHERS = {"mct_tourism": "文化和旅游部"}  # the 来源 line of the model's articles
 COMPARED = (

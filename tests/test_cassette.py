@@ -239,6 +239,7 @@ def test_middleware_builds_exact_scrapy_responses(requests_cassette: Recorded) -
 # --- real crawls (one per subprocess) ---------------------------------------------------------
 
 
+@pytest.mark.replay
 def test_scrapy_replays_requests_cassette_offline(
     requests_cassette: Recorded, tmp_path: Path, netguard: Path
 ) -> None:
@@ -265,6 +266,7 @@ def test_scrapy_replays_requests_cassette_offline(
     assert netguard.read_text() == ""  # nor any other host (the project's guard, in the child)
 
 
+@pytest.mark.replay
 def test_replay_miss_is_ignored_and_never_fetched(
     requests_cassette: Recorded, tmp_path: Path, netguard: Path
 ) -> None:
@@ -327,6 +329,7 @@ def test_scrapy_cassette_replays_in_requests_and_httpx(scrapy_cassette: Recorded
     assert_tour(seen, base)
 
 
+@pytest.mark.replay
 def test_record_mode_adds_only_missing_interactions(
     scrapy_cassette: Recorded, tmp_path: Path
 ) -> None:

@@ -31,7 +31,7 @@ VOLATILE = ["_t"]
 _AVAILABLE, _WHY_NOT = playwright_browser_available()
 if not _AVAILABLE:
     print(f"\nskipping Playwright cassette tests: {_WHY_NOT}")
-pytestmark = pytest.mark.skipif(not _AVAILABLE, reason=_WHY_NOT)
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not _AVAILABLE, reason=_WHY_NOT)]
 
 
 @dataclass(frozen=True)

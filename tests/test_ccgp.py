@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crawlers.spiders.ccgp import form_body
+from crawlers.sources.ccgp.spider import form_body
 from tests.helpers import (
     FIXTURES,
     assert_matches_truth,
@@ -22,6 +22,7 @@ from tests.helpers import (
     run_row,
     save_cassette,
 )
+from tests.replay_cache import Replay, Replayed
 
 HERE = FIXTURES / "ccgp"
 DAY1 = HERE / "ccgp-day1.yaml"
@@ -71,6 +72,7 @@ def list_page(data: dict[str, Any], page: int) -> dict[str, Any]:
     return matches[0]
 
 
+@pytest.mark.replay
 def test_two_days_match_expected_records_and_events(db_url: str, netguard: Path) -> None:
     day1 = ccgp_replay(db_url, DAY1, delist_after=1)
     assert run_row(db_url, day1).state == "healthy"
@@ -95,17 +97,22 @@ def test_two_days_match_expected_records_and_events(db_url: str, netguard: Path)
     assert netguard.read_text() == "", "a replayed run reached for the network"
 
 
-def test_default_delist_after_two_raises_no_disappeared_on_day_two(sqlite_url: str) -> None:
-    ccgp_replay(sqlite_url, DAY1)
-    day2 = ccgp_replay(sqlite_url, DAY2)
+@pytest.mark.replay
+def test_default_delist_after_two_raises_no_disappeared_on_day_two(
+    sqlite_url: str, replayed: Replayed
+) -> None:
+    _, day2 = replayed(sqlite_url, Replay(DAY1, source="ccgp"), Replay(DAY2, source="ccgp"))
     assert_events(events(sqlite_url, day2), EXPECTED["events_day2"]["delist_after_2"])
 
 
-def test_records_point_to_their_detail_pages_and_keep_the_list_page(sqlite_url: str) -> None:
+@pytest.mark.replay
+def test_records_point_to_their_detail_pages_and_keep_the_list_page(
+    sqlite_url: str, replayed: Replayed
+) -> None:
     from storage.archive import get_response
     from storage.engine import get_engine
 
-    ccgp_replay(sqlite_url, DAY1)
+    replayed(sqlite_url, Replay(DAY1, source="ccgp"))
     with get_engine(sqlite_url).connect() as conn:
         for record in exported(sqlite_url, "ccgp"):
             archived = get_response(conn, record["raw_sha256"])
@@ -117,10 +124,11 @@ def test_records_point_to_their_detail_pages_and_keep_the_list_page(sqlite_url: 
             assert record["extra"]["pages"][0]["url"] == LIST_URL
 
 
-def test_ccgp_labels_fill_reason_and_authority(sqlite_url: str) -> None:
-    """严重违法失信行为的具体情形 is the reason and 执法单位 the authority. Needs both labels
-    in the shared label map (core/normalise/labels.py); until then they stay in extra."""
-    ccgp_replay(sqlite_url, DAY1)
+@pytest.mark.replay
+def test_ccgp_labels_fill_reason_and_authority(sqlite_url: str, replayed: Replayed) -> None:
+    """严重违法失信行为的具体情形 is the reason and 执法单位 the authority: CCGP's own labels,
+    mapped by the ``labels:`` block of crawlers/sources/ccgp/source.yml."""
+    replayed(sqlite_url, Replay(DAY1, source="ccgp"))
     records = {r["case_number"]: r for r in exported(sqlite_url, "ccgp")}
     for want in EXPECTED["label_fields"]:
         got = records.get(want["case_number"])
@@ -172,16 +180,17 @@ FAULTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 }
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("fault", FAULTS)
 def test_damaged_list_page_is_unhealthy_and_delists_nothing_by_absence(
-    fault: str, sqlite_url: str, tmp_path: Path
+    fault: str, sqlite_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     damage, outcome = FAULTS[fault]
     data = load_cassette(DAY2)
     damage(data)
     damaged = save_cassette(data, tmp_path / "ccgp-day2-damaged.yaml")
 
-    ccgp_replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, source="ccgp", delist_after=1))
     run_id = ccgp_replay(sqlite_url, damaged, delist_after=1)
 
     health = list_health(sqlite_url, run_id)[LIST]

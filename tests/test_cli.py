@@ -15,6 +15,8 @@ from core.schema import EVENT_FIELDS, RECORD_FIELDS
 from pipeline.cli import app
 from tests.helpers import DAY1, DAY2, truth
 
+pytestmark = pytest.mark.replay
+
 runner = CliRunner()
 
 

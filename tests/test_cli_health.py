@@ -12,6 +12,8 @@ from pipeline.cli import app
 from tests.helpers import DAY1, replay
 from tests.test_health_checks import make_runs
 
+pytestmark = pytest.mark.replay
+
 runner = CliRunner()
 
 

@@ -25,6 +25,7 @@ def env_for(tmp_path: Path) -> dict[str, str]:
     return {"CREDITWATCH_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": ""}
 
 
+@pytest.mark.replay
 def test_live_crawl_without_network_fails_fast_naming_the_host(
     tmp_path: Path, netguard: Path
 ) -> None:

@@ -29,6 +29,8 @@ from storage.asof import run_date
 from storage.engine import get_engine
 from tests.helpers import DAY1, DAY2, load_cassette, run_row, save_cassette
 
+pytestmark = pytest.mark.replay
+
 runner = CliRunner()
 
 # A carriage return mid-name (the portal writes &#13;): unquoted, it would end the row and

@@ -7,10 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from datasette.app import Datasette
 
 from tests.helpers import DAY1, DAY2, replay
+
+pytestmark = pytest.mark.replay
 
 METADATA = Path(__file__).resolve().parent.parent / "docs" / "datasette.yml"
 

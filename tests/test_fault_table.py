@@ -185,7 +185,9 @@ def day1_databases(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
 
 def params() -> list[Any]:
     return [
-        pytest.param(outcome, marks=needs_chromium) if fault.source == "creditchina" else outcome
+        pytest.param(
+            outcome, marks=needs_chromium if fault.source == "creditchina" else pytest.mark.replay
+        )
         for outcome, fault in FAULTS.items()
     ]
 

@@ -25,6 +25,8 @@ from export.ftm import (
 )
 from tests.helpers import DAY1, FIXTURES, exported, replay
 
+pytestmark = pytest.mark.replay
+
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2})?")
 SCHEMA_OF_TYPE = {
     "company": "Company",

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from core.items import PageRef
-from crawlers.spiders.gsxt import GsxtSpider, _Row
+from crawlers.sources.gsxt.spider import GsxtSpider, _Row
 from storage.asof import export_records
 from storage.engine import get_engine
 from storage.models import Record
@@ -28,6 +28,7 @@ from tests.helpers import (
     run_row,
     save_cassette,
 )
+from tests.replay_cache import Replay, Replayed
 
 HERE = FIXTURES / "gsxt"
 DAY1 = HERE / "gsxt-day1.yaml"
@@ -80,6 +81,7 @@ def page_sha(cassette: Path, url: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+@pytest.mark.replay
 def test_two_days_match_expected_records_and_events(db_url: str, netguard: Path) -> None:
     day1 = gsxt_replay(db_url, DAY1, delist_after=1)
     assert run_row(db_url, day1).state == "healthy"
@@ -116,8 +118,9 @@ def test_two_days_match_expected_records_and_events(db_url: str, netguard: Path)
     assert netguard.read_text() == "", "a replayed run reached for the network"
 
 
-def test_removed_row_keeps_its_published_labels(sqlite_url: str) -> None:
-    gsxt_replay(sqlite_url, DAY1)
+@pytest.mark.replay
+def test_removed_row_keeps_its_published_labels(sqlite_url: str, replayed: Replayed) -> None:
+    replayed(sqlite_url, Replay(DAY1, source="gsxt"))
     removed = [r for r in all_records(sqlite_url).values() if r["status"] == "removed"]
     assert len(removed) == 1
     extra = removed[0]["extra"]
@@ -125,8 +128,11 @@ def test_removed_row_keeps_its_published_labels(sqlite_url: str) -> None:
     assert {"remDate", "reDecOrg_CN"} <= set(extra)
 
 
-def test_export_leaves_out_rows_shown_with_their_removal_unless_asked(sqlite_url: str) -> None:
-    gsxt_replay(sqlite_url, DAY1)
+@pytest.mark.replay
+def test_export_leaves_out_rows_shown_with_their_removal_unless_asked(
+    sqlite_url: str, replayed: Replayed
+) -> None:
+    replayed(sqlite_url, Replay(DAY1, source="gsxt"))
     with get_engine(sqlite_url).connect() as conn:
         listed, _ = export_records(conn, "gsxt", [LIST])
         everything, _ = export_records(conn, "gsxt", [LIST], include_removed=True)
@@ -185,16 +191,17 @@ FAULTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 }
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("fault", FAULTS)
 def test_damaged_list_page_is_unhealthy_and_delists_nothing(
-    fault: str, sqlite_url: str, tmp_path: Path
+    fault: str, sqlite_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     damage, outcome = FAULTS[fault]
     data = load_cassette(DAY2)
     damage(data)
     damaged = save_cassette(data, tmp_path / "gsxt-day2-damaged.yaml")
 
-    gsxt_replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, source="gsxt", delist_after=1))
     run_id = gsxt_replay(sqlite_url, damaged, delist_after=1)
 
     health = list_health(sqlite_url, run_id)[LIST]

@@ -36,6 +36,7 @@ from tests.helpers import (
     run_row,
     save_cassette,
 )
+from tests.replay_cache import Replay, Replayed
 
 CHECKS = HealthChecks(
     min_rows=3, max_drop=50, fill_rates=(("entity_name", 1.0), ("authority", 0.8))
@@ -352,6 +353,7 @@ def records_state(url: str) -> dict[tuple[str, str], tuple[str, int]]:
         }
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("case", CASES)
 def test_a_broken_check_makes_the_list_unhealthy_and_delists_nothing(
     case: str, db_url: str, tmp_path: Path, netguard: Path
@@ -378,25 +380,29 @@ def test_a_broken_check_makes_the_list_unhealthy_and_delists_nothing(
     assert netguard.read_text() == ""
 
 
-def test_half_a_list_vanishing_stays_healthy(sqlite_url: str, tmp_path: Path) -> None:
+@pytest.mark.replay
+def test_half_a_list_vanishing_stays_healthy(
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
     """The shipped max_drop leaves this case to the delisting guard."""
     data = load_cassette(DAY1)
     show_only(data, "xygs-main.html", 10)  # 23 → 10: 57% fewer
     cassette = save_cassette(data, tmp_path / "day1-half.yaml")
-    replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, delist_after=1))
     run_id = replay(sqlite_url, cassette, delist_after=1)
     warning = list_health(sqlite_url, run_id)["xmtravel.warning"]
     assert (warning.health, warning.records, warning.findings) == ("healthy", 10, [])
 
 
+@pytest.mark.replay
 def test_max_drop_keeps_comparing_with_the_last_healthy_run(
-    sqlite_url: str, tmp_path: Path
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     """A degraded run is no new yardstick: the next short run still compares with day 1."""
     data = load_cassette(DAY1)
     few_warnings(data)
     cassette = save_cassette(data, tmp_path / "day1-few.yaml")
-    replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, delist_after=1))
     replay(sqlite_url, cassette, delist_after=1)
     third = replay(sqlite_url, cassette, delist_after=1)
     (finding,) = list_health(sqlite_url, third)["xmtravel.warning"].findings

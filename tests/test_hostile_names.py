@@ -9,12 +9,15 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from core.schema import RECORD_FIELDS
 from export.formats import write_csv, write_jsonl
 from storage.engine import get_engine
 from tests.helpers import DAY1, exported, load_cassette, replay, save_cassette
+
+pytestmark = pytest.mark.replay
 
 ORIGINAL = "厦门嘉禾酒店有限公司"
 CASE_NUMBER = "厦文旅执法罚字（2025）第65号"

@@ -42,6 +42,7 @@ from tests.helpers import (
     run_row,
     save_cassette,
 )
+from tests.replay_cache import Replay, Replayed
 
 ROOT = Path(__file__).resolve().parent.parent
 WARNING = "xmtravel.warning"
@@ -62,8 +63,9 @@ def warning_events(url: str, run_id: str) -> list[dict[str, Any]]:
     return [e for e in events(url, run_id) if e["list"] == WARNING]
 
 
+@pytest.mark.replay
 def test_a_row_repeated_in_place_of_another_degrades_the_list_and_delists_nothing(
-    db_url: str, tmp_path: Path
+    db_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     """Item 1: 23 rows promised, 23 rows shown, 22 distinct entries: not healthy."""
     data = load_cassette(DAY2)
@@ -73,7 +75,7 @@ def test_a_row_repeated_in_place_of_another_degrades_the_list_and_delists_nothin
     set_gbk_body(data, PAGE2, html)
     damaged = save_cassette(data, tmp_path / "day2-repeated-row.yaml")
 
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     run_id = replay(db_url, damaged, delist_after=1)
 
     warning = list_health(db_url, run_id)[WARNING]
@@ -86,8 +88,9 @@ def test_a_row_repeated_in_place_of_another_degrades_the_list_and_delists_nothin
     assert run_row(db_url, run_id).state == "degraded"
 
 
+@pytest.mark.replay
 def test_two_entries_sharing_a_case_number_are_a_collision_not_a_correction(
-    db_url: str, tmp_path: Path
+    db_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     """Item 2: a second entity under one case number is named, not silently dropped, and
     neither entry turns into a false ``modified`` or ``delisted``."""
@@ -96,7 +99,7 @@ def test_two_entries_sharing_a_case_number_are_a_collision_not_a_correction(
     set_gbk_body(data, XIE_DETAIL, html.replace("厦文旅罚[2024]167号", LUJIANG_CASE))
     damaged = save_cassette(data, tmp_path / "day2-shared-case.yaml")
 
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     run_id = replay(db_url, damaged, delist_after=1)
 
     warning = list_health(db_url, run_id)[WARNING]
@@ -111,7 +114,10 @@ def test_two_entries_sharing_a_case_number_are_a_collision_not_a_correction(
     assert "two different entries" in summary and "厦文旅罚(2025)89号" in summary
 
 
-def test_an_entry_read_twice_is_a_repeated_row(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.replay
+def test_an_entry_read_twice_is_a_repeated_row(
+    db_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
     """Item 1 where no row identity gives it away: the same entry reached twice (here its
     detail page served again under another address) counts a repeat, not a fine run."""
     data = load_cassette(DAY2)
@@ -120,7 +126,7 @@ def test_an_entry_read_twice_is_a_repeated_row(db_url: str, tmp_path: Path) -> N
     other["response"] = copy.deepcopy(twin["response"])
     damaged = save_cassette(data, tmp_path / "day2-entry-twice.yaml")
 
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     run_id = replay(db_url, damaged, delist_after=1)
 
     warning = list_health(db_url, run_id)[WARNING]
@@ -130,6 +136,7 @@ def test_an_entry_read_twice_is_a_repeated_row(db_url: str, tmp_path: Path) -> N
     assert [e for e in warning_events(db_url, run_id) if e["event"] == "delisted"] == []
 
 
+@pytest.mark.replay
 def test_a_repeated_decision_row_degrades_a_grouped_list(db_url: str, tmp_path: Path) -> None:
     """Item 1 for a list whose rows are grouped into entries (GSXT): a row repeated in
     place of another company's hides that company, so the list cannot prove its absence."""
@@ -163,9 +170,10 @@ def content(url: str) -> dict[str, dict[str, Any]]:
     return {r["record_key"]: content_of(r) for r in exported(url) if r["list"] == WARNING}
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("rename", RENAMES)
 def test_a_renamed_label_is_drift_not_a_correction_of_every_entry(
-    db_url: str, tmp_path: Path, rename: str
+    db_url: str, replayed: Replayed, tmp_path: Path, rename: str
 ) -> None:
     """Item 8: a label renamed on every detail page blanks its field on every entry. The
     list is degraded (the field's fill rate broke: by its declared check, or detected for a
@@ -180,7 +188,7 @@ def test_a_renamed_label_is_drift_not_a_correction_of_every_entry(
             body["string"] = html.replace(label, renamed_label).encode("gbk")
     renamed = save_cassette(data, tmp_path / "day2-renamed-label.yaml")
 
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     clean_day2 = warning_events(db_url, replay(db_url, DAY2, delist_after=1))
     clean_records = content(db_url)
     drifted = replay(db_url, renamed, delist_after=1)
@@ -197,8 +205,9 @@ def test_a_renamed_label_is_drift_not_a_correction_of_every_entry(
     assert content(db_url) == clean_records
 
 
+@pytest.mark.replay
 def test_invalid_gbk_bytes_make_the_page_malformed_not_a_correction(
-    db_url: str, tmp_path: Path
+    db_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     """Item 10: a detail page whose GBK name carries invalid bytes is archived and marked
     ``malformed``; the replacement characters never reach a record or a ``modified``."""
@@ -209,7 +218,7 @@ def test_invalid_gbk_bytes_make_the_page_malformed_not_a_correction(
     body["string"] = body["string"].replace(name, name[:2] + b"\xff\x80" + name[2:])
     damaged = save_cassette(data, tmp_path / "day2-bad-gbk.yaml")
 
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     run_id = replay(db_url, damaged, delist_after=1)
 
     warning = list_health(db_url, run_id)[WARNING]
@@ -223,8 +232,9 @@ def test_invalid_gbk_bytes_make_the_page_malformed_not_a_correction(
     assert "\ufffd" not in json.dumps(exported(db_url), ensure_ascii=False)
 
 
+@pytest.mark.replay
 def test_a_nul_in_a_name_is_removed_and_noted_and_the_run_finishes(
-    db_url: str, tmp_path: Path
+    db_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     """Item 6: a NUL inside a published name used to fail the whole run on PostgreSQL (with
     nothing archived) and cut the name short in e-mail, webhooks and feeds on SQLite."""
@@ -234,7 +244,7 @@ def test_a_nul_in_a_name_is_removed_and_noted_and_the_run_finishes(
     body["string"] = body["string"].replace(name, name[:4] + b"\x00\x1b" + name[4:])
     damaged = save_cassette(data, tmp_path / "day2-nul.yaml")
 
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     run_id = replay(db_url, damaged, delist_after=1)
 
     assert run_row(db_url, run_id).state == "healthy"
@@ -250,9 +260,12 @@ def test_a_nul_in_a_name_is_removed_and_noted_and_the_run_finishes(
     assert any(b"\x00\x1b" in raw for raw in bodies), "the page is archived as received"
 
 
-def test_a_run_that_cannot_be_finished_says_why(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.replay
+def test_a_run_that_cannot_be_finished_says_why(
+    db_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
     """Item 6: the child's own failure is reported, not "exited with status 0"."""
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     engine = get_engine(db_url)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -276,6 +289,7 @@ def test_a_run_that_cannot_be_finished_says_why(db_url: str, tmp_path: Path) -> 
     assert "status 0" not in run.error
 
 
+@pytest.mark.replay
 def test_a_killed_manual_run_is_aborted_at_the_next_start_of_its_source(db_url: str) -> None:
     """Risk: a manual crawl killed with its parent stays ``running`` for ever."""
     engine = get_engine(db_url)
@@ -294,6 +308,7 @@ def test_a_killed_manual_run_is_aborted_at_the_next_start_of_its_source(db_url: 
     assert "gone" in row.error
 
 
+@pytest.mark.replay
 def test_a_ten_megabyte_cell_is_cut_and_the_summary_stays_short(tmp_path: Path) -> None:
     """Risk: a 10 MB cell grew the database by 120 MB and printed a 15 MB summary."""
     data = load_cassette(DAY2)
@@ -324,17 +339,19 @@ def test_a_ten_megabyte_cell_is_cut_and_the_summary_stays_short(tmp_path: Path) 
     assert record["extra"]["truncated"] == {"违法事由": len(huge)}
 
 
+@pytest.mark.replay
 def test_a_source_that_reuses_case_numbers_keys_its_entries_by_case_and_subject(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Item 2: where one decision names several parties, ``record_key: case_subject`` keeps
     them apart: both are stored, and the list stays healthy."""
     sources = tmp_path / "sources"
-    sources.mkdir()
-    declaration = (ROOT / "crawlers" / "sources" / "xmtravel.yml").read_text(encoding="utf-8")
+    (sources / "xmtravel").mkdir(parents=True)  # a room with its declaration only: the
+    # spider still comes from the shipped room (crawlers/sources/xmtravel/spider.py)
+    declaration = (ROOT / "crawlers" / "sources" / "xmtravel" / "source.yml").read_text("utf-8")
     assert declaration.count("record_key: case\n") == 1
     declaration = declaration.replace("record_key: case\n", "record_key: case_subject\n")
-    (sources / "xmtravel.yml").write_text(declaration, encoding="utf-8")
+    (sources / "xmtravel" / "source.yml").write_text(declaration, encoding="utf-8")
     monkeypatch.setenv("CREDITWATCH_SOURCES_DIR", str(sources))
     data = load_cassette(DAY2)
     html = gbk_body(data, XIE_DETAIL)
@@ -361,8 +378,9 @@ def test_case_subject_keys() -> None:
     )
 
 
+@pytest.mark.replay
 def test_a_case_number_shown_in_traditional_script_is_the_same_entry(
-    db_url: str, tmp_path: Path
+    db_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     """Risk: 廈文旅罰[2024]167號 used to be a new key: a false listing, then a delisting."""
     data = load_cassette(DAY2)
@@ -375,7 +393,7 @@ def test_a_case_number_shown_in_traditional_script_is_the_same_entry(
             )
     traditional = save_cassette(data, tmp_path / "day2-traditional.yaml")
 
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     run_id = replay(db_url, traditional, delist_after=1)
 
     about = [e for e in warning_events(db_url, run_id) if e["record_key"] == "厦文旅罚(2024)167号"]
@@ -383,11 +401,13 @@ def test_a_case_number_shown_in_traditional_script_is_the_same_entry(
     assert not [e for e in warning_events(db_url, run_id) if "167號" in e["record_key"]]
 
 
+@pytest.mark.replay
 def test_changed_entries_are_read_by_pages_and_restaging_between_them_is_safe(
     db_url: str,
+    replayed: Replayed,
 ) -> None:
     """The drift pass pages through changed entries by key, restaging as it goes."""
-    replay(db_url, DAY1, delist_after=1)
+    replayed(db_url, Replay(DAY1, delist_after=1))
     engine = get_engine(db_url)
     stored = [r for r in exported(db_url) if r["list"] == WARNING][:5]
     with engine.begin() as conn:

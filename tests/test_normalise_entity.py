@@ -14,7 +14,7 @@ from core.normalise import (
     record_key,
 )
 from core.normalise.labels import lookup
-from core.normalise.reasons import categories
+from core.normalise.vocabularies import categories
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.normalise.reasons import VOCABULARIES, categories, reason_category
+from core.normalise.reasons import reason_category
+from core.normalise.vocabularies import VOCABULARIES, categories
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reason-vocabulary.md"
 _SECTION_RE = re.compile(r"^## `(\w+)` — .*\(version (\d+)\)$")

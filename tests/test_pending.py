@@ -18,7 +18,7 @@ from alerts.sender import compose
 from core.normalise import content_hash
 from core.registry import get_source
 from pipeline.cli import app
-from pipeline.cli_pending import release_pending
+from pipeline.cli.pending import release_pending
 from storage.engine import get_engine, upgrade
 from storage.lifecycle import RunDetection, apply_run, event_id
 from storage.models import Alert, Event, PendingDelisting, Record
@@ -27,6 +27,7 @@ from storage.pending import Selection, discard, held_summary, list_pending, rele
 from storage.runlog import RunWriter
 from storage.runs import create_run, get_run
 from tests.helpers import DAY1, events, load_cassette, replay, run_row, save_cassette
+from tests.replay_cache import Replay, Replayed
 
 WARNING = "xmtravel.warning"
 ALERTS, EVENTS, RECORDS = Alert.__table__, Event.__table__, Record.__table__
@@ -138,6 +139,7 @@ def cli(url: str, *args: str) -> str:
     return result.output
 
 
+@pytest.mark.replay
 def test_half_a_list_vanishing_is_held_then_released(db_url: str, tmp_path: Path) -> None:
     subscribe(db_url)
     replay(db_url, DAY1, delist_after=1)
@@ -210,6 +212,7 @@ def test_half_a_list_vanishing_is_held_then_released(db_url: str, tmp_path: Path
     assert statuses(db_url) == after
 
 
+@pytest.mark.replay
 def test_held_entries_wait_are_discarded_and_return_by_themselves(
     sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -246,8 +249,11 @@ def test_held_entries_wait_are_discarded_and_return_by_themselves(
     assert "nothing done" in cli(url, "pending", "release", "--all", "--source", "xmtravel")
 
 
-def test_a_few_disappearances_pass_the_guard(sqlite_url: str, tmp_path: Path) -> None:
-    replay(sqlite_url, DAY1, delist_after=1)
+@pytest.mark.replay
+def test_a_few_disappearances_pass_the_guard(
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
+    replayed(sqlite_url, Replay(DAY1, delist_after=1))
     run = replay(sqlite_url, portal_day(tmp_path, "few", 2, FEW), delist_after=1)
     delisted = [e for e in events(sqlite_url, run) if e["event"] == "delisted"]
     assert sorted(e["case_number"] for e in delisted) == sorted(FEW)

@@ -8,7 +8,7 @@ from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
 from crawlers.runmiddlewares import BackoffRetryMiddleware
-from crawlers.spiders.xmtravel import XmtravelSpider
+from crawlers.sources.xmtravel.spider import XmtravelSpider
 
 
 def polite_settings(**cmdline: str) -> Settings:

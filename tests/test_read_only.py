@@ -25,6 +25,8 @@ import pytest
 from storage.engine import get_engine
 from tests.helpers import DAY1, DAY2, FIXTURES, replay
 
+pytestmark = pytest.mark.replay
+
 CLI = str(Path(sys.executable).with_name("creditwatch"))
 NOBODY = 65534
 

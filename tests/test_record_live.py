@@ -16,6 +16,8 @@ from crawlers.cassette import vcr_options
 from pipeline.run import CrawlSpec, crawl
 from tests.helpers import DAY1, exported, list_health, load_cassette, replay, run_row
 
+pytestmark = pytest.mark.replay
+
 FAST = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "CW_RETRY_BACKOFF": "0"}
 
 

@@ -14,6 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from core import registry
+from core.items import RawEntry
+from core.normalise import normalise_entry
 from core.registry import RegistryError, get_source, load_registry, parse_source
 from pipeline.cli import app
 from pipeline.daemon import ALERTS_JOB, Daemon, DaemonOptions, desired_jobs
@@ -49,6 +51,8 @@ FULL: dict[str, Any] = {
     "cassette": {"filter_query_parameters": ["_t"]},
     "session": {"portal_url": "http://example.test/", "api_base": "http://api.example.test/"},
     "watch": {"page_size": 10, "max_pages": 20},
+    "spider": "announcements",
+    "labels": {"名称": "title"},
     "announcements": {
         "index": "index.html",
         "selectors": {"item": "li", "link": "a", "title": "h1", "body": "div"},
@@ -81,6 +85,14 @@ def with_key(path: tuple[str | int, ...], key: str) -> dict[str, Any]:
         node = node[step]
     node[key] = 1
     return data
+
+
+def declare(sources_dir: Path, room: str, text: str) -> Path:
+    """Write ``text`` as the declaration of the room ``room``: ``<dir>/<room>/source.yml``."""
+    path = sources_dir / room / "source.yml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def line_of(text: str, needle: str) -> int:
@@ -132,16 +144,16 @@ def test_a_misspelt_key_in_any_block_is_an_error(
 
 def test_shipped_sources_all_load_with_every_key_declared() -> None:
     assert registry.broken_sources() == ()
-    assert len(load_registry()) == len(list(registry.SHIPPED_SOURCES.glob("*.yml")))
+    assert len(load_registry()) == len(list(registry.SHIPPED_SOURCES.glob("*/source.yml")))
 
 
 def test_a_typo_names_the_file_its_line_and_the_key_meant(sources_dir: Path) -> None:
     broken = GOOD.replace("id: good", "id: typo").replace("checks:", "chekcs:")
-    (sources_dir / "typo.yml").write_text(broken, encoding="utf-8")
+    declare(sources_dir, "typo", broken)
     with pytest.raises(RegistryError) as caught:
         get_source("typo")
     message = str(caught.value)
-    assert f"typo.yml:{line_of(broken, 'chekcs:')}:" in message
+    assert f"typo/source.yml:{line_of(broken, 'chekcs:')}:" in message
     assert "did you mean 'checks'?" in message
 
 
@@ -162,25 +174,31 @@ def test_a_bad_value_is_reported_at_its_line(
     )
     text = text.replace(*edit)
     assert text != GOOD
-    (sources_dir / "broken.yml").write_text(text, encoding="utf-8")
+    declare(sources_dir, "broken", text)
     (problem,) = registry.broken_sources()
-    assert (problem.path.name, problem.line) == ("broken.yml", line_of(text, needle))
+    assert (problem.path, problem.line) == (
+        sources_dir / "broken" / "source.yml",
+        line_of(text, needle),
+    )
     assert fragment in problem.message
 
 
 def test_a_broken_file_is_reported_and_the_others_load(sources_dir: Path) -> None:
     broken = GOOD.replace("id: good", "id: broken").replace("list_kind:", "list_knd:")
-    (sources_dir / "good.yml").write_text(GOOD, encoding="utf-8")
-    (sources_dir / "broken.yml").write_text(broken, encoding="utf-8")
+    declare(sources_dir, "good", GOOD)
+    declare(sources_dir, "broken", broken)
     assert list(load_registry()) == ["good"]
     assert get_source("good").list("warning").checks.min_rows == 3
     (problem,) = registry.broken_sources()
     assert problem.source_id == "broken"
-    assert (problem.path.name, problem.line) == ("broken.yml", line_of(broken, "list_knd:"))
+    assert (problem.path, problem.line) == (
+        sources_dir / "broken" / "source.yml",
+        line_of(broken, "list_knd:"),
+    )
     assert "did you mean 'list_kind'?" in problem.message
     assert "missing" not in problem.message  # the key meant is not reported a second time
     assert str(problem).startswith(f"{problem.path}:{problem.line}: ")
-    with pytest.raises(RegistryError, match=r"broken\.yml:\d+: .*list_knd"):
+    with pytest.raises(RegistryError, match=r"broken/source\.yml:\d+: .*list_knd"):
         get_source("broken")
 
 
@@ -197,59 +215,63 @@ def test_a_broken_file_is_reported_and_the_others_load(sources_dir: Path) -> Non
 def test_unreadable_yaml_is_reported_with_its_line(
     sources_dir: Path, text: str, line: int | None, fragment: str
 ) -> None:
-    (sources_dir / "good.yml").write_text(GOOD, encoding="utf-8")
-    (sources_dir / "bad.yml").write_text(text, encoding="utf-8")
+    declare(sources_dir, "good", GOOD)
+    declare(sources_dir, "bad", text)
     assert list(load_registry()) == ["good"]
     (problem,) = registry.broken_sources()
-    assert (problem.path.name, problem.line, problem.source_id) == ("bad.yml", line, "bad")
+    assert (problem.path, problem.line, problem.source_id) == (
+        sources_dir / "bad" / "source.yml",
+        line,
+        "bad",
+    )
     assert fragment in problem.message
-    with pytest.raises(RegistryError, match=r"bad\.yml"):
+    with pytest.raises(RegistryError, match=r"bad/source\.yml"):
         get_source("bad")
 
 
 def test_a_duplicate_source_id_is_reported_in_the_copy(sources_dir: Path) -> None:
-    # "copy.yml" sorts before "good.yml": the file named after the id still wins.
-    (sources_dir / "good.yml").write_text(GOOD, encoding="utf-8")
-    (sources_dir / "copy.yml").write_text(GOOD, encoding="utf-8")
+    # The room "copy" sorts before "good": the room named after the id still wins.
+    declare(sources_dir, "good", GOOD)
+    declare(sources_dir, "copy", GOOD)
     assert list(load_registry()) == ["good"]
     assert get_source("good").raw["id"] == "good"
     (problem,) = registry.broken_sources()
-    assert (problem.path.name, problem.line) == ("copy.yml", 1)
+    assert (problem.path, problem.line) == (sources_dir / "copy" / "source.yml", 1)
     assert "source 'good' is already declared in" in problem.message
-    assert "good.yml" in problem.message
+    assert "good/source.yml" in problem.message
 
 
 def test_a_broken_file_keeps_its_id_from_a_copy(sources_dir: Path) -> None:
-    (sources_dir / "good.yml").write_text(GOOD.replace("min_rows: 3", "min_rows: []"), "utf-8")
-    (sources_dir / "copy.yml").write_text(GOOD, encoding="utf-8")
+    declare(sources_dir, "good", GOOD.replace("min_rows: 3", "min_rows: []"))
+    declare(sources_dir, "copy", GOOD)
     assert load_registry() == {}
     copy, good = registry.broken_sources()
     assert "already declared in" in copy.message and "(which does not load)" in copy.message
     assert good.line == line_of(GOOD, "min_rows:") and "checks.min_rows" in good.message
-    with pytest.raises(RegistryError, match=r"good\.yml:\d+: .*min_rows"):
+    with pytest.raises(RegistryError, match=r"good/source\.yml:\d+: .*min_rows"):
         get_source("good")
 
 
 def test_cli_lists_the_good_sources_and_reports_the_broken(sources_dir: Path) -> None:
-    (sources_dir / "good.yml").write_text(GOOD, encoding="utf-8")
-    (sources_dir / "broken.yml").write_text(GOOD.replace("id: good", "id: broken: x"), "utf-8")
+    declare(sources_dir, "good", GOOD)
+    declare(sources_dir, "broken", GOOD.replace("id: good", "id: broken: x"))
     runner = CliRunner()
     env = {"CREDITWATCH_SOURCES_DIR": str(sources_dir)}
     listed = runner.invoke(app, ["sources"], env=env)
     assert listed.exit_code == 1, listed.output
     assert "good.warning" in listed.stdout and "broken" not in listed.stdout
-    assert "broken.yml:1:" in listed.stderr
+    assert "broken/source.yml:1:" in listed.stderr
     crawled = runner.invoke(app, ["crawl", "broken", "--replay", str(DAY1)], env=env)
     assert crawled.exit_code == 2
-    assert "broken.yml:1:" in crawled.stderr
+    assert "broken/source.yml:1:" in crawled.stderr
 
 
 def test_the_daemon_schedules_the_good_sources_and_logs_the_broken(
     sources_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (sources_dir / "good.yml").write_text(GOOD, encoding="utf-8")
+    declare(sources_dir, "good", GOOD)
     broken = GOOD.replace("id: good", "id: broken").replace("lists:", "listz:")
-    (sources_dir / "broken.yml").write_text(broken, encoding="utf-8")
+    declare(sources_dir, "broken", broken)
     daemon = Daemon(DaemonOptions(alerts_every=60), url=f"sqlite:///{tmp_path / 'db.sqlite'}")
     with caplog.at_level(logging.INFO, logger="creditwatch.schedule"):
         try:
@@ -258,7 +280,9 @@ def test_the_daemon_schedules_the_good_sources_and_logs_the_broken(
             daemon.stop()
     assert {item.id for item in items} == {"crawl:good", ALERTS_JOB}
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any(f"broken.yml:{line_of(GOOD, 'lists:')}:" in e and "listz" in e for e in errors)
+    assert any(
+        f"broken/source.yml:{line_of(GOOD, 'lists:')}:" in e and "listz" in e for e in errors
+    )
 
 
 def test_a_cron_the_scheduler_rejects_leaves_the_other_sources_scheduled(
@@ -274,8 +298,8 @@ def test_a_cron_the_scheduler_rejects_leaves_the_other_sources_scheduled(
 
 
 def test_schedule_list_reports_the_sources_it_leaves_out(sources_dir: Path, tmp_path: Path) -> None:
-    (sources_dir / "good.yml").write_text(GOOD, encoding="utf-8")
-    (sources_dir / "broken.yml").write_text(GOOD.replace("id: good", "id: broken: x"), "utf-8")
+    declare(sources_dir, "good", GOOD)
+    declare(sources_dir, "broken", GOOD.replace("id: good", "id: broken: x"))
     env = {
         "CREDITWATCH_SOURCES_DIR": str(sources_dir),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
@@ -283,4 +307,66 @@ def test_schedule_list_reports_the_sources_it_leaves_out(sources_dir: Path, tmp_
     listed = CliRunner().invoke(app, ["schedule", "--list", "--json"], env=env)
     assert listed.exit_code == 0, listed.output
     assert '"crawl:good"' in listed.stdout and "crawl:broken" not in listed.stdout
-    assert "broken.yml:1:" in listed.stderr
+    assert "broken/source.yml:1:" in listed.stderr
+
+
+def test_a_declaration_outside_a_room_is_reported(sources_dir: Path) -> None:
+    """The old layout (``<id>.yml``) would otherwise be silently ignored."""
+    declare(sources_dir, "good", GOOD)
+    (sources_dir / "loose.yml").write_text(GOOD.replace("id: good", "id: loose"), "utf-8")
+    (sources_dir / "empty").mkdir()
+    (sources_dir / "__pycache__").mkdir()  # not a room
+    assert list(load_registry()) == ["good"]
+    loose, empty = sorted(registry.broken_sources(), key=lambda b: b.source_id, reverse=True)
+    assert (loose.source_id, loose.path) == ("loose", sources_dir / "loose.yml")
+    assert "move it to loose/source.yml" in loose.message
+    assert (empty.source_id, empty.path) == ("empty", sources_dir / "empty" / "source.yml")
+    assert "has no source.yml" in empty.message
+    with pytest.raises(RegistryError, match=r"loose\.yml: .*loose/source\.yml"):
+        get_source("loose")
+
+
+def test_a_labels_block_maps_a_portal_label_for_its_source_only(sources_dir: Path) -> None:
+    text = GOOD + "labels:\n  荣誉名称: extra\n  名称: title\n"
+    declare(sources_dir, "good", text)
+    source = get_source("good")
+    assert source.label_overrides == {"荣誉名称": "extra", "名称": "title"}
+    entry = RawEntry(
+        source="good",
+        list="good.warning",
+        source_url="u",
+        raw_sha256="s",
+        fields={"单位名称": "厦门某某旅行社有限公司", "名称": "诚信旅行社", "荣誉名称": "x"},
+    )
+    options: dict[str, Any] = {"list_kind": "redlist", "record_key_rule": "subject"}
+    mapped = normalise_entry(entry, label_overrides=source.label_overrides, **options)
+    assert (mapped["entity_name"], mapped["title"]) == ("厦门某某旅行社有限公司", "诚信旅行社")
+    assert mapped["extra"]["荣誉名称"] == "x"
+    shared = normalise_entry(entry, **options)  # the shared map alone: 荣誉名称 is the title
+    assert shared["title"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("labels", "fragment"),
+    [
+        ("  名称: titel\n", "unknown target 'titel' (did you mean 'title'?)"),
+        ("  名称: title\n  名称：: reason\n", "are the same label"),
+    ],
+)
+def test_a_labels_block_is_checked_against_the_normalisers_targets(
+    sources_dir: Path, labels: str, fragment: str
+) -> None:
+    text = GOOD + "labels:\n" + labels
+    declare(sources_dir, "good", text)
+    (problem,) = registry.broken_sources()
+    assert problem.line == line_of(text, "labels:") and fragment in problem.message
+
+
+def test_a_family_spider_is_named_and_checked(sources_dir: Path) -> None:
+    declare(sources_dir, "good", GOOD + "spider: announcements\n")
+    declare(sources_dir, "typo", GOOD.replace("id: good", "id: typo") + "spider: anouncements\n")
+    (without_block, typo) = registry.broken_sources()
+    assert without_block.line == line_of(GOOD + "spider: announcements\n", "spider:")
+    assert "'announcements:' block, and there is none" in without_block.message
+    assert typo.line == GOOD.count("\n") + 1 and "'announcements'" in typo.message
+    assert parse_source(FULL).spider == "announcements"

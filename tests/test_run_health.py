@@ -21,6 +21,9 @@ from tests.helpers import (
     run_row,
     save_cassette,
 )
+from tests.replay_cache import Replay, Replayed
+
+pytestmark = pytest.mark.replay
 
 BASE = "http://credit.xmtravel.gov.cn:10345/credit_tour/publicity/"
 PAGE2 = "xygs-main.html?pageNo=2"
@@ -93,14 +96,14 @@ def test_damaged_list_page_is_unhealthy_and_delists_nothing(
 
 
 def test_failed_detail_page_holds_back_delisting_of_its_list(
-    sqlite_url: str, tmp_path: Path
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     data = load_cassette(DAY2)
     data["interactions"].remove(
         interaction(data, "xygs-detail.html?id=fb3b29f6730864d490ec1f53510e92d3")
     )
     damaged = save_cassette(data, tmp_path / "day2-no-detail.yaml")
-    replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, delist_after=1))
     run_id = replay(sqlite_url, damaged, delist_after=1)
     assert list_health(sqlite_url, run_id)["xmtravel.warning"].health == "degraded"
     got = events(sqlite_url, run_id)
@@ -112,13 +115,13 @@ def test_failed_detail_page_holds_back_delisting_of_its_list(
 
 
 def test_failed_subject_page_holds_back_its_entries_instead_of_blanking_them(
-    sqlite_url: str, tmp_path: Path
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     data = load_cassette(DAY2)
     response = interaction(data, "subject/info.html?id=S00016")["response"]
     response["status"] = {"code": 503, "message": "Service Unavailable"}
     damaged = save_cassette(data, tmp_path / "day2-subject-down.yaml")
-    replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, delist_after=1))
     run_id = replay(sqlite_url, damaged, delist_after=1)
     health = list_health(sqlite_url, run_id)
     assert {h.health for h in health.values()} == {"degraded"}
@@ -130,12 +133,14 @@ def test_failed_subject_page_holds_back_its_entries_instead_of_blanking_them(
     ] == []
 
 
-def test_unhealthy_run_keeps_absence_counters(sqlite_url: str, tmp_path: Path) -> None:
+def test_unhealthy_run_keeps_absence_counters(
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
     """Absence counts only in healthy runs: healthy, broken, healthy → delisted on the third."""
     data = load_cassette(DAY2)
     answer_500(data)
     broken = save_cassette(data, tmp_path / "day2-500.yaml")
-    replay(sqlite_url, DAY1, delist_after=2)
+    replayed(sqlite_url, Replay(DAY1, delist_after=2))
     replay(sqlite_url, broken, delist_after=2)
     third = replay(sqlite_url, DAY2, delist_after=2)
     warning_delisted = [
@@ -150,7 +155,7 @@ def test_unhealthy_run_keeps_absence_counters(sqlite_url: str, tmp_path: Path) -
 
 
 def test_entry_without_its_case_number_is_held_back_not_relisted(
-    sqlite_url: str, tmp_path: Path
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
     """An entry whose case number is on neither its detail page nor its list row must not
     surface under a fallback key (a phantom `listed`)."""
@@ -161,7 +166,7 @@ def test_entry_without_its_case_number_is_held_back_not_relisted(
     listing = interaction(data, "xygs-main.html")["response"]["body"]
     listing["string"] = listing["string"].decode("gbk").replace("案件编号", "编号").encode("gbk")
     damaged = save_cassette(data, tmp_path / "day2-no-case-number.yaml")
-    replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, delist_after=1))
     run_id = replay(sqlite_url, damaged, delist_after=1)
     warning = list_health(sqlite_url, run_id)["xmtravel.warning"]
     assert warning.health == "degraded"

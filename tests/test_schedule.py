@@ -375,6 +375,7 @@ def _stop(daemon: subprocess.Popen[bytes], timeout: float = 60) -> int:
             daemon.wait()
 
 
+@pytest.mark.replay
 def test_restart_keeps_stored_jobs_and_list_shows_them(
     sqlite_url: str, replay_dir: Path, tmp_path: Path
 ) -> None:
@@ -402,6 +403,7 @@ def test_restart_keeps_stored_jobs_and_list_shows_them(
     assert not _runs(sqlite_url)  # nothing ran: the interval is an hour
 
 
+@pytest.mark.replay
 def test_overlapping_triggers_run_once_and_sigterm_waits_for_the_run(
     sqlite_url: str, replay_dir: Path, tmp_path: Path
 ) -> None:
@@ -410,7 +412,7 @@ def test_overlapping_triggers_run_once_and_sigterm_waits_for_the_run(
         sqlite_url,
         log,
         *("--replay-dir", str(replay_dir), "--interval", "1", "--alerts-every", "0"),
-        *("--setting", "DOWNLOAD_DELAY=0.1", "--setting", "CONCURRENT_REQUESTS_PER_DOMAIN=1"),
+        *("--setting", "CW_PACE=0.1", "--setting", "CONCURRENT_REQUESTS_PER_DOMAIN=1"),
     )
     try:
         most = 0
@@ -437,12 +439,14 @@ def test_overlapping_triggers_run_once_and_sigterm_waits_for_the_run(
     assert "no new crawls; waiting" in output
 
 
+@pytest.mark.replay
 def test_sigkill_mid_run_leaves_an_aborted_run_and_nothing_visible(
     db_url: str, replay_dir: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "daemon.log"
     common = ("--replay-dir", str(replay_dir), "--interval", "1", "--alerts-every", "0")
-    daemon = _daemon(db_url, log, *common, "--setting", "DOWNLOAD_DELAY=0.3")
+    slow = ("--setting", "CW_PACE=0.5", "--setting", "CONCURRENT_REQUESTS_PER_DOMAIN=1")
+    daemon = _daemon(db_url, log, *common, *slow)
     try:
         killed = _until(lambda: _crawling(db_url, daemon), 60, "the first crawl")
         time.sleep(1.5)  # mid-run: fetching
@@ -486,6 +490,7 @@ def test_sigkill_mid_run_leaves_an_aborted_run_and_nothing_visible(
     assert _count(db_url, records) == 31
 
 
+@pytest.mark.replay
 def test_sigterm_stops_a_crawl_that_outlasts_the_stop_timeout(
     sqlite_url: str, replay_dir: Path, tmp_path: Path
 ) -> None:
@@ -494,7 +499,8 @@ def test_sigterm_stops_a_crawl_that_outlasts_the_stop_timeout(
         sqlite_url,
         log,
         *("--replay-dir", str(replay_dir), "--interval", "1", "--alerts-every", "0"),
-        *("--setting", "DOWNLOAD_DELAY=0.5", "--stop-timeout", "1"),
+        *("--setting", "CW_PACE=0.5", "--setting", "CONCURRENT_REQUESTS_PER_DOMAIN=1"),
+        *("--stop-timeout", "1"),
     )
     try:
         crawling = _until(lambda: _crawling(sqlite_url, daemon), 60, "the first crawl")
@@ -513,6 +519,7 @@ def test_sigterm_stops_a_crawl_that_outlasts_the_stop_timeout(
     assert f"stopping run {run.run_id}" in log.read_text()
 
 
+@pytest.mark.replay
 def test_a_run_with_events_brings_the_alerts_job_forward(
     sqlite_url: str, replay_dir: Path, tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ from storage.asof import (
 )
 from storage.engine import get_engine
 from tests.helpers import FIXTURES, events, replay, run_row
+from tests.replay_cache import Replay, Replayed
 
 DATA_FORMATS = ("parquet", "csv", "jsonl")
 
@@ -52,11 +53,12 @@ def day_of(url: str, run_id: str) -> date:
     return run_date(run_row(url, run_id).started_at)
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("source", ["xmtravel", "mct_tourism", "gsxt"])
 def test_day_one_rebuilt_after_day_two_is_the_day_one_export(
-    source: str, db_url: str, tmp_path: Path
+    source: str, db_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
-    first = replay(db_url, cassette(source, 1), source=source, delist_after=1)
+    (first,) = replayed(db_url, Replay(cassette(source, 1), source=source, delist_after=1))
     lists = get_source(source).list_ids
     with get_engine(db_url).connect() as conn:
         then, _ = export_records(conn, source, lists)
@@ -82,11 +84,15 @@ def test_day_one_rebuilt_after_day_two_is_the_day_one_export(
         assert runs == {first}
 
 
+@pytest.mark.replay
 def test_a_snapshot_made_twice_is_byte_identical_and_verifies(
-    sqlite_url: str, tmp_path: Path
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
 ) -> None:
-    replay(sqlite_url, cassette("xmtravel", 1), delist_after=1)
-    replay(sqlite_url, cassette("xmtravel", 2), delist_after=1)
+    replayed(
+        sqlite_url,
+        Replay(cassette("xmtravel", 1), delist_after=1),
+        Replay(cassette("xmtravel", 2), delist_after=1),
+    )
     for fmt in (*DATA_FORMATS, "ftm"):
         for options in ({}, {"redact": True}, {"bom": True}):
             first = snapshot(sqlite_url, tmp_path / "a", "xmtravel", fmt=fmt, **options)
@@ -102,15 +108,19 @@ def test_a_snapshot_made_twice_is_byte_identical_and_verifies(
     assert verify(tmp_path / "a") == [f"{DICTIONARY}: sha256 differs from the manifest"]
 
 
-def test_rewriting_a_directory_leaves_no_stale_files(sqlite_url: str, tmp_path: Path) -> None:
-    replay(sqlite_url, cassette("xmtravel", 1))
+@pytest.mark.replay
+def test_rewriting_a_directory_leaves_no_stale_files(
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
+    replayed(sqlite_url, Replay(cassette("xmtravel", 1)))
     snapshot(sqlite_url, tmp_path / "s", "xmtravel", fmt="csv")
     snapshot(sqlite_url, tmp_path / "s", "xmtravel", fmt="jsonl", lists=["xmtravel.good"])
     assert set(files(tmp_path / "s")) == {"xmtravel.good.jsonl", DICTIONARY, MANIFEST}
 
 
-def test_parquet_types_and_values(sqlite_url: str, tmp_path: Path) -> None:
-    replay(sqlite_url, cassette("xmtravel", 1))
+@pytest.mark.replay
+def test_parquet_types_and_values(sqlite_url: str, replayed: Replayed, tmp_path: Path) -> None:
+    replayed(sqlite_url, Replay(cassette("xmtravel", 1)))
     snapshot(sqlite_url, tmp_path / "p", "xmtravel", fmt="parquet")
     snapshot(sqlite_url, tmp_path / "j", "xmtravel", fmt="jsonl")
     table = pq.read_table(tmp_path / "p" / "xmtravel.warning.parquet")
@@ -135,12 +145,18 @@ def test_parquet_types_and_values(sqlite_url: str, tmp_path: Path) -> None:
     assert any(row["fine_yuan"] for row in rows)
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("source", ["xmtravel", "mct_tourism"])
-def test_the_json_reader_builds_the_table_the_python_path_builds(source: str, db_url: str) -> None:
+def test_the_json_reader_builds_the_table_the_python_path_builds(
+    source: str, db_url: str, replayed: Replayed
+) -> None:
     """Parquet batches come from Arrow's JSON reader over the stored text (fast), redacted
     ones from decoded records (Python): both must give the same table, on both databases."""
-    replay(db_url, cassette(source, 1), source=source, delist_after=1)
-    replay(db_url, cassette(source, 2), source=source, delist_after=1)
+    replayed(
+        db_url,
+        Replay(cassette(source, 1), source=source, delist_after=1),
+        Replay(cassette(source, 2), source=source, delist_after=1),
+    )
     lists = [lst for lst in get_source(source).lists]
     with get_engine(db_url).connect() as conn:
         vouches = vouching_runs(conn, source, [lst.id for lst in lists], None)
@@ -195,8 +211,9 @@ def test_the_json_reader_agrees_on_edge_values(spaced: bool) -> None:
         _json_table([_json_row({"record_key": 7})])
 
 
-def test_csv_for_excel_carries_a_bom(sqlite_url: str, tmp_path: Path) -> None:
-    replay(sqlite_url, cassette("xmtravel", 1))
+@pytest.mark.replay
+def test_csv_for_excel_carries_a_bom(sqlite_url: str, replayed: Replayed, tmp_path: Path) -> None:
+    replayed(sqlite_url, Replay(cassette("xmtravel", 1)))
     snapshot(sqlite_url, tmp_path / "plain", "xmtravel", fmt="csv")
     snapshot(sqlite_url, tmp_path / "excel", "xmtravel", fmt="csv", bom=True)
     plain = (tmp_path / "plain" / "xmtravel.good.csv").read_bytes()
@@ -204,8 +221,11 @@ def test_csv_for_excel_carries_a_bom(sqlite_url: str, tmp_path: Path) -> None:
     assert excel == b"\xef\xbb\xbf" + plain and plain.startswith(b"source,list,")
 
 
-def test_redacted_snapshot_names_no_person(sqlite_url: str, tmp_path: Path) -> None:
-    replay(sqlite_url, cassette("mct_tourism", 1), source="mct_tourism")
+@pytest.mark.replay
+def test_redacted_snapshot_names_no_person(
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
+    replayed(sqlite_url, Replay(cassette("mct_tourism", 1), source="mct_tourism"))
     manifest = snapshot(sqlite_url, tmp_path / "r", "mct_tourism", fmt="jsonl", redact=True)
     assert manifest["redacted"] is True
     with get_engine(sqlite_url).connect() as conn:
@@ -223,8 +243,11 @@ def test_redacted_snapshot_names_no_person(sqlite_url: str, tmp_path: Path) -> N
             assert person["id_number_masked"].encode() not in blob
 
 
-def test_a_date_before_the_first_run_vouches_for_nothing(sqlite_url: str, tmp_path: Path) -> None:
-    first = replay(sqlite_url, cassette("xmtravel", 1))
+@pytest.mark.replay
+def test_a_date_before_the_first_run_vouches_for_nothing(
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
+    (first,) = replayed(sqlite_url, Replay(cassette("xmtravel", 1)))
     before = day_of(sqlite_url, first) - timedelta(days=1)
     manifest = snapshot(sqlite_url, tmp_path / "s", "xmtravel", fmt="jsonl", as_of=before)
     lists = manifest["sources"][0]["lists"]
@@ -241,10 +264,16 @@ def diff_between(url: str, source: str, first: str, second: str) -> list[dict[st
     return rows
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("source", ["xmtravel", "mct_tourism", "gsxt"])
-def test_diff_between_the_days_agrees_with_the_events(source: str, db_url: str) -> None:
-    first = replay(db_url, cassette(source, 1), source=source, delist_after=1)
-    second = replay(db_url, cassette(source, 2), source=source, delist_after=1)
+def test_diff_between_the_days_agrees_with_the_events(
+    source: str, db_url: str, replayed: Replayed
+) -> None:
+    first, second = replayed(
+        db_url,
+        Replay(cassette(source, 1), source=source, delist_after=1),
+        Replay(cassette(source, 2), source=source, delist_after=1),
+    )
     rows = diff_between(db_url, source, first, second)
     raised = events(db_url, second)
     by_key = {(r["list"], r["record_key"]): r for r in rows}
@@ -277,9 +306,11 @@ def test_diff_between_the_days_agrees_with_the_events(source: str, db_url: str) 
     assert set(by_key) <= explained
 
 
-def test_an_absence_not_yet_delisted_shows_as_absent(sqlite_url: str) -> None:
-    first = replay(sqlite_url, cassette("xmtravel", 1))  # delist after 2 healthy absences
-    second = replay(sqlite_url, cassette("xmtravel", 2))
+@pytest.mark.replay
+def test_an_absence_not_yet_delisted_shows_as_absent(sqlite_url: str, replayed: Replayed) -> None:
+    first, second = replayed(
+        sqlite_url, Replay(cassette("xmtravel", 1)), Replay(cassette("xmtravel", 2))
+    )
     removed = [r for r in diff_between(sqlite_url, "xmtravel", first, second)]
     gone = [r for r in removed if r["change"] == "removed"]
     assert gone and {r["cause"] for r in gone} == {"absent"}
@@ -297,6 +328,7 @@ def test_the_dictionary_describes_every_field() -> None:
 runner = CliRunner()
 
 
+@pytest.mark.replay
 def test_snapshot_and_diff_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREDITWATCH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", "")

@@ -37,6 +37,8 @@ from tests.helpers import FIXTURES, replay, run_row
 from web.app import CSP, RAW_CSP, create_app, http_url
 from web.i18n import FIELDS, LABELS
 
+pytestmark = pytest.mark.replay
+
 WARNING = "xmtravel.warning"
 GOOD = "xmtravel.good"
 BLACKLIST = "mct_tourism.blacklist"

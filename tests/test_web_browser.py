@@ -27,7 +27,7 @@ from tests.helpers import FIXTURES, replay
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 _AVAILABLE, _WHY_NOT = playwright_browser_available()
-pytestmark = pytest.mark.skipif(not _AVAILABLE, reason=_WHY_NOT)
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not _AVAILABLE, reason=_WHY_NOT)]
 
 
 def free_port() -> int:

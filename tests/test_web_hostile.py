@@ -35,6 +35,8 @@ from tests.helpers import FIXTURES, replay
 from tests.test_web import BLACKLIST, GOOD, JIAHE, JIAHE_USCC, WARNING, Site, build_site
 from web.app import CSP, create_app
 
+pytestmark = pytest.mark.replay
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "web" / "static"
 DEMO_LISTS = (WARNING, GOOD, BLACKLIST)  # the lists the fixtures fill

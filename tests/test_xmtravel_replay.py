@@ -19,6 +19,8 @@ from tests.helpers import (
     truth,
 )
 
+pytestmark = pytest.mark.replay
+
 
 def truth_key(entry: dict[str, Any]) -> tuple[str, str, str]:
     return (entry["list"], entry.get("case_number") or entry.get("title"), entry["entity_name"])

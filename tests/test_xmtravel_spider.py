@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.items import ListPage, RawEntry
 from core.outcomes import LayoutDrift
-from crawlers.spiders.xmtravel import XmtravelSpider
+from crawlers.sources.xmtravel.spider import XmtravelSpider
 from storage.engine import get_engine
 from storage.models import Record
 from tests.helpers import (
@@ -26,6 +26,7 @@ from tests.helpers import (
     replay,
     save_cassette,
 )
+from tests.replay_cache import Replay, Replayed
 
 DAY1_DATA = load_cassette(DAY1)
 DETAIL = "xygs-detail.html?id=fb3b29f6730864d490ec1f53510e92d3"
@@ -93,7 +94,10 @@ def test_missing_tables_are_layout_drift(suffix: str, callback: str) -> None:
             list(spider.parse_detail(page(suffix, broken), "xmtravel.warning"))
 
 
-def test_entry_shown_only_on_its_profile_is_still_seen(sqlite_url: str, tmp_path: Path) -> None:
+@pytest.mark.replay
+def test_entry_shown_only_on_its_profile_is_still_seen(
+    sqlite_url: str, replayed: Replayed, tmp_path: Path
+) -> None:
     """Drop one row from list page 2 (and its count): the profile page still shows it."""
     data = load_cassette(DAY2)
     response = interaction(data, "xygs-main.html?pageNo=2")["response"]
@@ -106,7 +110,7 @@ def test_entry_shown_only_on_its_profile_is_still_seen(sqlite_url: str, tmp_path
             body = i["response"]["body"]["string"].decode("gbk")
             i["response"]["body"]["string"] = body.replace("<b>24</b>", "<b>23</b>").encode("gbk")
     damaged = save_cassette(data, tmp_path / "day2-row-gone.yaml")
-    replay(sqlite_url, DAY1, delist_after=1)
+    replayed(sqlite_url, Replay(DAY1, delist_after=1))
     run_id = replay(sqlite_url, damaged, delist_after=1)
     assert list_health(sqlite_url, run_id)["xmtravel.warning"].health == "healthy"
     assert "厦文旅罚[2024]84号" not in [e["case_number"] for e in events(sqlite_url, run_id)]

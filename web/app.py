@@ -51,11 +51,14 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alerts.feed import feed_document
+from alerts.subscriptions import Subscription
+from core.clock import SHANGHAI
 from core.redact import PERSON, redact_entity, redact_record
 from core.registry import ListDef, RegistryError, SourceDef, get_source, load_registry
 from export.snapshots import MANIFEST, software_version
 from storage.archive import NotArchived, get_response
-from storage.asof import SHANGHAI, Vouch, run_date
+from storage.asof import Vouch, run_date, vouching_runs
 from storage.browse import (
     STATUS_FILTERS,
     EntryQuery,
@@ -68,6 +71,7 @@ from storage.browse import (
     status_counts,
 )
 from storage.engine import data_dir, get_engine
+from storage.outbox import subscription_rows
 from web.i18n import LANGUAGES, Translator, pick_language
 
 HERE = Path(__file__).resolve().parent
@@ -636,9 +640,9 @@ def create_app(
     @app.get("/raw/{sha}", response_class=HTMLResponse, include_in_schema=False)
     def raw_page(request: Request, sha: str, view: str = "page") -> HTMLResponse:
         response = archived(sha)
-        content_type = header(response.headers, "content-type") or ""
+        content_type = response.content_type or ""
         kind = body_kind(content_type, response.body)
-        text = decode(response.body, content_type) if kind != "binary" else ""
+        text = response.text() if kind != "binary" else ""
         page = render(
             request,
             "raw.html",
@@ -663,7 +667,7 @@ def create_app(
     )
     def raw_body(sha: str) -> Response:
         response = archived(sha)
-        content_type = header(response.headers, "content-type") or "application/octet-stream"
+        content_type = response.content_type or "application/octet-stream"
         return Response(
             response.body,
             media_type=content_type,
@@ -717,10 +721,6 @@ def create_app(
         responses={200: {"content": {"application/atom+xml": {}}}, 404: {}},
     )
     def feed(subscription_id: str) -> Response:
-        from alerts.feed import feed_document
-        from alerts.subscriptions import Subscription
-        from storage.outbox import subscription_rows
-
         with state.engine.connect() as conn:
             row = next((r for r in subscription_rows(conn) if r.id == subscription_id), None)
             if row is None:
@@ -807,8 +807,6 @@ def _registry() -> dict[str, SourceDef]:
 
 
 def _vouches(conn: Connection, src: SourceDef) -> dict[str, Vouch]:
-    from storage.asof import vouching_runs
-
     return vouching_runs(conn, src.id, src.list_ids)
 
 
@@ -887,10 +885,6 @@ def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def header(headers: list[list[str]], name: str) -> str | None:
-    return next((value for key, value in headers if key.lower() == name), None)
-
-
 def body_kind(content_type: str, body: bytes) -> str:
     """``html``, ``text`` (shown as escaped text) or ``binary`` (offered as a download)."""
     kind = content_type.split(";", 1)[0].strip().lower()
@@ -899,14 +893,6 @@ def body_kind(content_type: str, body: bytes) -> str:
     if kind.startswith("text/") or kind.endswith(("json", "xml", "javascript")):
         return "text"
     return "binary"
-
-
-def decode(body: bytes, content_type: str) -> str:
-    """The body as text, in the charset the response declared (header or ``<meta>``)."""
-    from w3lib.encoding import html_to_unicode
-
-    _, text = html_to_unicode(content_type or None, body)
-    return text
 
 
 def serve(*, host: str, port: int, snapshots_dir: Path | None, redact: bool) -> None:

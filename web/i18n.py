@@ -1,4 +1,4 @@
-"""The web app's labels in Chinese and English.
+"""The web app's translator: its labels in Chinese and English, from ``core.catalogue``.
 
 The language comes from the ``lang`` query parameter, else the ``lang`` cookie (set whenever
 the parameter is given), else Chinese. Scraped values are never translated.
@@ -8,385 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-LANGUAGES = ("zh", "en")
-DEFAULT = "zh"
+from core import catalogue
+from core.catalogue import DEFAULT, LANGUAGES, Texts
 
-LABELS: dict[str, dict[str, str]] = {
-    "zh": {
-        "site": "creditwatch 信用名单监测",
-        "tagline": "公共信用名单的每次抓取、变动与存档证据（只读）",
-        "nav_sources": "数据源与名单",
-        "nav_snapshots": "数据快照",
-        "nav_api": "JSON API",
-        "switch": "English",
-        "redacted_note": "已启用脱敏：自然人（含法定代表人）姓名已缩写，证件号码已隐藏，"
-        "标识已替换为假名；订阅源同样脱敏；存档原始响应不予提供。",
-        "sources_title": "数据源与名单",
-        "source": "数据源",
-        "list": "名单",
-        "lists": "名单",
-        "list_kind": "类型",
-        "publication": "发布方式",
-        "active": "有效",
-        "expired": "已过期",
-        "removed": "已移出",
-        "last_healthy_run": "最近一次健康抓取",
-        "latest_run": "最近一次抓取",
-        "no_healthy_run": "尚无健康的抓取",
-        "no_runs": "尚未抓取",
-        "run": "抓取批次",
-        "date": "日期",
-        "health": "状况",
-        "state": "状态",
-        "entries": "条目",
-        "search": "搜索",
-        "search_placeholder": "名称、统一社会信用代码或文号",
-        "status": "状态",
-        "status_current": "当前（有效与已过期）",
-        "status_all": "全部（含已移出）",
-        "decided_from": "决定日期自",
-        "decided_to": "至",
-        "as_of": "截至日期",
-        "apply": "筛选",
-        "reset": "清除",
-        "results": "共 {n} 条",
-        "page_of": "第 {page} / {pages} 页",
-        "previous": "上一页",
-        "next": "下一页",
-        "list_as_of": "该名单在 {date} 的状态",
-        "list_now": "该名单的当前状态",
-        "vouched_by": "依据抓取 {run}（{date}，{health}）",
-        "not_vouched": "在该日期或之前没有健康的抓取，无法给出名单状态。",
-        "no_entries": "没有符合条件的条目。",
-        "entity": "主体",
-        "entity_type": "主体类型",
-        "records": "各名单中的条目",
-        "events": "变动记录",
-        "no_events": "没有变动记录。",
-        "event": "事件",
-        "cause": "原因",
-        "changes": "变更（原值 → 新值）",
-        "evidence": "证据",
-        "source_page": "原网页",
-        "archived_copy": "存档副本",
-        "withheld": "（脱敏模式下不提供）",
-        "baseline": "基线",
-        "first_seen": "首次发现",
-        "last_seen": "最后发现",
-        "details": "全部字段",
-        "snapshots_title": "数据快照",
-        "snapshots_intro": "可复现的数据快照：每个快照附有清单（manifest.json），"
-        "列明截至日期、所依据的抓取及其状况、行数和每个文件的 SHA-256。",
-        "snapshots_dir": "快照目录",
-        "no_snapshots": "没有找到快照。",
-        "manifest": "清单",
-        "format": "格式",
-        "version": "软件版本",
-        "schema_version": "数据结构版本",
-        "redacted": "已脱敏",
-        "yes": "是",
-        "no": "否",
-        "files": "文件",
-        "file": "文件",
-        "rows": "行数",
-        "bytes": "字节",
-        "download": "下载",
-        "unreadable": "清单无法读取",
-        "withheld_snapshot": "未脱敏的快照在脱敏模式下不提供下载。",
-        "raw_title": "存档响应",
-        "raw_banner": "这是存档副本：按收到时的原样保存的响应，不是该网站现在的内容。"
-        "页面中的脚本已被禁用。",
-        "raw_refused": "脱敏模式下不提供存档原始响应：原始页面含有未脱敏的姓名和证件号码。",
-        "request": "请求",
-        "status_code": "HTTP 状态",
-        "fetched_at": "抓取时间",
-        "headers": "响应头",
-        "body": "响应正文",
-        "view_rendered": "按页面显示（已禁用脚本）",
-        "view_source": "显示源代码",
-        "download_body": "下载原始字节",
-        "binary_body": "二进制内容（{type}，{size} 字节），请下载查看。",
-        "error": "出错了",
-        "not_found": "未找到",
-        "bad_request": "请求参数有误",
-        "forbidden": "不予提供",
-        "server_error": "服务器出错",
-        "server_error_detail": "处理该请求时出现意外错误，已记录在服务器日志中。",
-        "home": "返回首页",
-        "none": "—",
-    },
-    "en": {
-        "site": "creditwatch: credit list watch",
-        "tagline": "Every run, change and archived page of China's public credit lists (read-only)",
-        "nav_sources": "Sources and lists",
-        "nav_snapshots": "Snapshots",
-        "nav_api": "JSON API",
-        "switch": "中文",
-        "redacted_note": "Redaction is on: persons' names (legal representatives' too) are "
-        "shortened, ID numbers hidden, keys replaced by pseudonyms, in feeds too; archived raw "
-        "responses are not served.",
-        "sources_title": "Sources and lists",
-        "source": "Source",
-        "list": "List",
-        "lists": "Lists",
-        "list_kind": "Kind",
-        "publication": "Published as",
-        "active": "Active",
-        "expired": "Expired",
-        "removed": "Removed",
-        "last_healthy_run": "Last healthy run",
-        "latest_run": "Latest run",
-        "no_healthy_run": "no healthy run yet",
-        "no_runs": "never run",
-        "run": "Run",
-        "date": "Date",
-        "health": "Health",
-        "state": "State",
-        "entries": "Entries",
-        "search": "Search",
-        "search_placeholder": "name, USCC or case number",
-        "status": "Status",
-        "status_current": "current (active and expired)",
-        "status_all": "all (incl. removed)",
-        "decided_from": "Decided from",
-        "decided_to": "to",
-        "as_of": "As of",
-        "apply": "Apply",
-        "reset": "Reset",
-        "results": "{n} entries",
-        "page_of": "page {page} of {pages}",
-        "previous": "Previous",
-        "next": "Next",
-        "list_as_of": "The list as it stood on {date}",
-        "list_now": "The list now",
-        "vouched_by": "as shown by run {run} ({date}, {health})",
-        "not_vouched": "No healthy run on or before that date: the list's state is unknown.",
-        "no_entries": "No entries match.",
-        "entity": "Entity",
-        "entity_type": "Entity type",
-        "records": "Entries on lists",
-        "events": "History of changes",
-        "no_events": "No events.",
-        "event": "Event",
-        "cause": "Cause",
-        "changes": "Changes (old → new)",
-        "evidence": "Evidence",
-        "source_page": "source page",
-        "archived_copy": "archived copy",
-        "withheld": "(withheld while redacting)",
-        "baseline": "baseline",
-        "first_seen": "First seen",
-        "last_seen": "Last seen",
-        "details": "All fields",
-        "snapshots_title": "Snapshots",
-        "snapshots_intro": "Reproducible snapshots: each comes with a manifest (manifest.json) "
-        "naming its as-of date, the runs it rests on with their health, row counts and the "
-        "sha256 of every file.",
-        "snapshots_dir": "Snapshots directory",
-        "no_snapshots": "No snapshots found.",
-        "manifest": "Manifest",
-        "format": "Format",
-        "version": "Software version",
-        "schema_version": "Schema version",
-        "redacted": "Redacted",
-        "yes": "yes",
-        "no": "no",
-        "files": "Files",
-        "file": "File",
-        "rows": "Rows",
-        "bytes": "Bytes",
-        "download": "download",
-        "unreadable": "unreadable manifest",
-        "withheld_snapshot": "Unredacted snapshots are not offered while redacting.",
-        "raw_title": "Archived response",
-        "raw_banner": "This is an archived copy: the response as it was received, not what the "
-        "site shows now. Scripts in it are disabled.",
-        "raw_refused": "Archived raw responses are not served while redacting: the pages "
-        "contain persons' full names and ID numbers.",
-        "request": "Request",
-        "status_code": "HTTP status",
-        "fetched_at": "Fetched at",
-        "headers": "Response headers",
-        "body": "Body",
-        "view_rendered": "as a page (scripts disabled)",
-        "view_source": "source",
-        "download_body": "download the bytes as received",
-        "binary_body": "Binary content ({type}, {size} bytes): download it to view it.",
-        "error": "Error",
-        "not_found": "Not found",
-        "bad_request": "Bad request",
-        "forbidden": "Withheld",
-        "server_error": "Server error",
-        "server_error_detail": "An unexpected error occurred; it is in the server's log.",
-        "home": "Back to the start page",
-        "none": "—",
-    },
-}
+SECTION = "web"
 
-VALUES: dict[str, dict[str, dict[str, str]]] = {
-    "zh": {
-        "list_kind": {
-            "blacklist": "黑名单",
-            "redlist": "红名单",
-            "penalty": "行政处罚",
-            "warning": "警示信息",
-            "good": "良好信息",
-            "license": "行政许可",
-            "other": "其他",
-        },
-        "publication": {"database": "数据库", "announcements": "公告"},
-        "status": {"active": "有效", "expired": "已过期", "removed": "已移出"},
-        "health": {
-            "healthy": "健康",
-            "degraded": "降级",
-            "failed": "失败",
-            "running": "进行中",
-            "aborted": "中断",
-        },
-        "event": {
-            "listed": "列入",
-            "delisted": "移出",
-            "modified": "信息更正",
-            "relisted": "重新列入",
-        },
-        "cause": {
-            "published_removal": "平台已公布移出",
-            "expired": "已超过公示截止日期",
-            "disappeared": "连续多次健康抓取中未再出现",
-        },
-        "entity_type": {
-            "company": "企业",
-            "individual_business": "个体工商户",
-            "person": "自然人",
-            "organization": "组织",
-            "government": "机关",
-            "unknown": "未知",
-        },
-    },
-    "en": {
-        "list_kind": {
-            "blacklist": "blacklist",
-            "redlist": "red list",
-            "penalty": "penalties",
-            "warning": "warnings",
-            "good": "good conduct",
-            "license": "licences",
-            "other": "other",
-        },
-        "publication": {"database": "database", "announcements": "announcements"},
-        "status": {"active": "active", "expired": "expired", "removed": "removed"},
-        "health": {
-            "healthy": "healthy",
-            "degraded": "degraded",
-            "failed": "failed",
-            "running": "running",
-            "aborted": "aborted",
-        },
-        "event": {
-            "listed": "listed",
-            "delisted": "delisted",
-            "modified": "modified",
-            "relisted": "relisted",
-        },
-        "cause": {
-            "published_removal": "the portal published its removal",
-            "expired": "past its valid-until date",
-            "disappeared": "absent from consecutive healthy runs",
-        },
-        "entity_type": {
-            "company": "company",
-            "individual_business": "individual business",
-            "person": "natural person",
-            "organization": "organisation",
-            "government": "authority",
-            "unknown": "unknown",
-        },
-    },
-}
-
+# Flat views, for tests and callers that want every label at once.
+LABELS: dict[str, dict[str, str]] = {lang: Texts(SECTION, lang).labels() for lang in LANGUAGES}
 FIELDS: dict[str, dict[str, str]] = {
-    "zh": {
-        "source": "数据源",
-        "list": "名单",
-        "list_kind": "名单类型",
-        "record_key": "条目键",
-        "entity_id": "主体标识",
-        "entity_name": "名称",
-        "entity_name_key": "名称（归一化）",
-        "entity_type": "主体类型",
-        "uscc": "统一社会信用代码",
-        "uscc_raw": "公布的代码",
-        "uscc_valid": "代码校验",
-        "id_number_masked": "证件号码（已由平台脱敏）",
-        "legal_representative": "法定代表人",
-        "registration_no": "登记/许可证号",
-        "region_code": "行政区划代码",
-        "case_number": "文号",
-        "case_number_key": "文号（归一化）",
-        "title": "名称（荣誉/条目）",
-        "reason": "事由",
-        "reason_category": "事由分类",
-        "basis": "依据",
-        "measure": "处罚结果/措施",
-        "penalty_types": "处罚种类",
-        "fine_yuan": "罚款（元）",
-        "confiscated_yuan": "没收违法所得（元）",
-        "authority": "决定机关",
-        "decided_on": "决定日期",
-        "published_on": "公布日期",
-        "valid_until": "公示截止",
-        "status": "状态",
-        "first_seen": "首次发现",
-        "last_seen": "最后发现",
-        "source_url": "来源网址",
-        "raw_sha256": "存档响应 SHA-256",
-        "extra": "其他字段",
-    },
-    "en": {
-        "source": "Source",
-        "list": "List",
-        "list_kind": "List kind",
-        "record_key": "Record key",
-        "entity_id": "Entity id",
-        "entity_name": "Name",
-        "entity_name_key": "Name (folded)",
-        "entity_type": "Entity type",
-        "uscc": "USCC",
-        "uscc_raw": "Code as published",
-        "uscc_valid": "Code valid",
-        "id_number_masked": "ID number (masked by the portal)",
-        "legal_representative": "Legal representative",
-        "registration_no": "Registration no.",
-        "region_code": "Region code",
-        "case_number": "Case number",
-        "case_number_key": "Case number (folded)",
-        "title": "Title",
-        "reason": "Reason",
-        "reason_category": "Reason category",
-        "basis": "Basis",
-        "measure": "Measure",
-        "penalty_types": "Penalty types",
-        "fine_yuan": "Fine (yuan)",
-        "confiscated_yuan": "Confiscated (yuan)",
-        "authority": "Authority",
-        "decided_on": "Decided on",
-        "published_on": "Published on",
-        "valid_until": "Valid until",
-        "status": "Status",
-        "first_seen": "First seen",
-        "last_seen": "Last seen",
-        "source_url": "Source URL",
-        "raw_sha256": "Archived response sha256",
-        "extra": "Other fields",
-    },
+    lang: dict(catalogue.group(catalogue.FIELD, lang)) for lang in LANGUAGES
 }
 
 
 def pick_language(query: str | None, cookie: str | None) -> str:
-    for candidate in (query, cookie):
-        if candidate in LANGUAGES:
-            return candidate  # type: ignore[return-value]
-    return DEFAULT
+    return catalogue.pick_language(query, cookie)
 
 
 class Translator:
@@ -394,21 +29,25 @@ class Translator:
 
     def __init__(self, lang: str) -> None:
         self.lang = lang if lang in LANGUAGES else DEFAULT
+        self.texts = Texts(SECTION, self.lang)
 
     def __call__(self, key: str, **values: Any) -> str:
-        text = LABELS[self.lang].get(key) or LABELS[DEFAULT].get(key) or key
+        text = self.texts.get(key) or key
         return text.format(**values) if values else text
 
     def value(self, group: str, value: Any) -> str:
         """A vocabulary value (status, health, event kind …) in this language; unknown
         values as they are."""
         if value is None:
-            return LABELS[self.lang]["none"]
-        return VALUES[self.lang].get(group, {}).get(str(value), str(value))
+            return self.texts["none"]
+        return self.texts.word(group, value) or str(value)
 
     def field(self, name: str) -> str:
-        return FIELDS[self.lang].get(name, name)
+        return self.texts.field(name)
 
     def name(self, item: Any) -> str:
         """A registry item's name (source or list) in this language."""
         return getattr(item, "name_en" if self.lang == "en" else "name_zh", None) or item.id
+
+
+__all__ = ["DEFAULT", "FIELDS", "LABELS", "LANGUAGES", "Translator", "pick_language"]

@@ -33,10 +33,11 @@ from .entity import entity_id, entity_type, record_key
 from .labels import field_for_label, senses_values
 from .money import Measure, parse_measure
 from .names import NameParts, parse_name
-from .reasons import VOCABULARY_VERSION, reason_category
+from .reasons import reason_category
 from .record import NormaliseError, content_hash, normalise_entry
 from .regions import region_from_address
 from .text import case_number_key, clean_text, name_key
+from .vocabularies import VOCABULARY_VERSION
 
 
 def warm_up() -> None:

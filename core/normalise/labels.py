@@ -6,7 +6,8 @@ Spiders hand over values under the portal's own labels (Chinese labels, JSON key
 position. Labels are matched after folding (NFKC, no whitespace, no trailing ``：``/``:``,
 ASCII lower-cased), so ``罚款金额（万元）：`` and ``罚款金额(万元)`` are the same label. Where a
 page shows several labels for one field, the one listed first below wins and the others are
-kept in ``extra``. A source's registry entry may override single labels.
+kept in ``extra``. A source's registry entry may override single labels (its ``labels:``
+block): a label only one portal uses goes there, not here.
 
 Besides schema fields, a label may map to a helper target starting with ``_`` (read by the
 normaliser and also kept in ``extra``: a type label, a 万元 amount column, an organisation code,
@@ -111,7 +112,7 @@ _LABELS: dict[str, tuple[str, ...]] = {
     "title": ("荣誉名称", "荣誉称号", "表彰名称", "奖项名称", "名单名称", "称号"),
     "reason": (
         "违法事由", "违法行为类型", "处罚事由", "列入事由", "列入名单事由", "列入原因",
-        "列入严重违法失信名单原因", "严重违法失信行为的具体情形", "失信情形",
+        "列入严重违法失信名单原因", "失信情形",
         "失信被执行人行为具体情形", "失信被执行人具体情形", "案件性质", "违法行为", "cf_wfxw",
         "disrupttypename",
         "serillrea_cn", "ajxz", "主要违法事实", "违法事实", "zywfss", "cf_sy",
@@ -122,7 +123,7 @@ _LABELS: dict[str, tuple[str, ...]] = {
         "处罚机关", "认定部门", "认定机关", "认定单位", "列入机关", "列入部门", "决定机关",
         "作出决定机关", "作出决定机关(列入)", "许可机关", "执行法院", "实施检查的单位",
         "cf_cfjg", "cf_xzjg", "xk_xkjg", "courtname", "execcourtname", "lrbm", "decorg_cn",
-        "执法单位", "发布机关", "发布单位",
+        "发布机关", "发布单位",
     ),
     "decided_on": (
         "处罚日期", "处罚决定日期", "认定日期", "认定时间", "列入日期", "列入时间", "决定日期",
@@ -230,7 +231,7 @@ def lookup(label: str, overrides: Mapping[str, str] | None = None) -> tuple[str,
     ``overrides`` (label → target) come from a source's registry entry and win over the
     built-in table; an override ranks before every built-in label of its target.
     """
-    return resolve(label, overrides)[:2]  # type: ignore[return-value]
+    return resolve(label, overrides)[:2]
 
 
 def resolve(label: str, overrides: Mapping[str, str] | None = None) -> tuple[str, int, str]:

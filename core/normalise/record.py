@@ -54,7 +54,7 @@ from .entity import entity_id, entity_type, record_key
 from .labels import SCHEMA_TARGETS, resolve
 from .money import Number, parse_amount_column, parse_measure
 from .names import parse_name
-from .reasons import reason_category, vocabulary_label
+from .reasons import reason_category
 from .regions import region_from_address
 from .text import (
     MAX_FIELD_CHARS,
@@ -65,6 +65,7 @@ from .text import (
     name_key,
     strip_controls,
 )
+from .vocabularies import vocabulary_label
 
 LIST_KINDS = frozenset({"blacklist", "redlist", "penalty", "warning", "good", "license", "other"})
 RECORD_KEY_RULES = frozenset({"case", "case_subject", "subject"})
@@ -256,7 +257,7 @@ def _amount(
     for target, unit in _AMOUNT_COLUMNS[kind]:
         text = c.values.get(target)
         if text is not None:
-            column = parse_amount_column(text, unit=unit)  # type: ignore[arg-type]
+            column = parse_amount_column(text, unit=unit)
             if column is not None:
                 break
     if column is None:

@@ -85,7 +85,7 @@ def _load() -> RegionTable:
         all_codes.add(code)
         # A former name is still matched in full (无为县 in an old company name, 杏林区 in
         # an old address), never by its short form, as likely to be a trade name (杏林).
-        forms: list[str | None] = former.split(",") if former else []
+        forms: list[str | None] = [*former.split(",")] if former else []
         if in_use == "1" and name not in GENERIC_NAMES:
             current[code] = name
             short = short_name(name)

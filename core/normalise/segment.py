@@ -3,7 +3,7 @@
 The user dictionary ships under ``lexicon/``: GB/T 2260 region names (``regions.txt``: full
 and short forms of divisions in use, full names of former ones), organisation-form suffixes
 (``org_forms.txt``) and industry words (``industries.txt``); the reason vocabularies add
-their keywords (see ``reasons.py``). Words are added with at least ``MIN_FREQ`` so that jieba
+their keywords (see ``vocabularies.py``). Words are added with at least ``MIN_FREQ`` so that jieba
 keeps them whole instead of gluing them to a neighbour.
 
 Loading costs about a second (jieba's own dictionary, then ours) and happens once per process,
@@ -25,6 +25,7 @@ from importlib import resources
 import jieba
 
 from .regions import table as region_table
+from .vocabularies import keywords
 
 MIN_FREQ = 2000
 
@@ -61,8 +62,6 @@ def industry_words() -> frozenset[str]:
 
 
 def _extra_words() -> Iterable[str]:
-    from .reasons import keywords  # the vocabularies' keywords; imported late (no cycle)
-
     yield from region_table().by_name
     yield from org_forms()
     yield from industry_words()

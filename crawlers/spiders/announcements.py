@@ -78,7 +78,8 @@ class Reading:
 
 
 class AnnouncementSpider(PortalSpider):
-    """Base of the spiders of announcement sources; a subclass only names its source."""
+    """The family spider of announcement sources: ``crawlers.loader`` binds it to every
+    source declaring ``spider: announcements`` (a subclass naming only its source)."""
 
     source_id: ClassVar[str]
 
@@ -181,7 +182,12 @@ class AnnouncementSpider(PortalSpider):
             origin=origin.group(1) if origin else None,
         )
         try:
-            tables = read_tables(body[0].get().encode("utf-8"), "html", self.spec.header_labels)
+            tables = read_tables(
+                body[0].get().encode("utf-8"),
+                "html",
+                self.spec.header_labels,
+                self.source().label_overrides,
+            )
         except TableError:
             tables = []
         reading.tables.extend((table, reading.ref) for table in tables)
@@ -230,7 +236,9 @@ class AnnouncementSpider(PortalSpider):
             read.error = f"unsupported attachment format ({content_type or 'unknown type'})"
         else:
             try:
-                tables = read_tables(response.body, kind, self.spec.header_labels)
+                tables = read_tables(
+                    response.body, kind, self.spec.header_labels, self.source().label_overrides
+                )
             except TableError as exc:
                 read.error = str(exc)
             else:

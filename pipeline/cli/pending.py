@@ -13,13 +13,17 @@ import json
 import os
 from collections import Counter
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
+from rich.table import Table
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from alerts.outbox import enqueue_run
+from core.clock import SHANGHAI
+from core.registry import RegistryError, get_source, load_registry
+from pipeline.cli.console import connect, fail, out
+from storage.pending import STATES, Selection, discard, list_pending, release
 
-pending_app = typer.Typer(
+app = typer.Typer(
     help="Delistings held by the mass-delisting guard: list, release, discard.",
     no_args_is_help=True,
 )
@@ -39,9 +43,6 @@ def release_pending(
 ) -> Any:
     """Release the selected held delistings and queue the alerts of their events, in the
     caller's transaction; returns the ``storage.pending.Decision``."""
-    from alerts.outbox import enqueue_run
-    from storage.pending import release
-
     decision = release(conn, selection, by=by, note=note)
     decision.alerts = sum(
         enqueue_run(conn, run_id, event_ids=ids) for run_id, ids in decision.events.items() if ids
@@ -50,9 +51,6 @@ def release_pending(
 
 
 def _resolve_list(list_ref: str | None, source: str | None) -> str | None:
-    from core.registry import RegistryError, get_source, load_registry
-    from pipeline.cli import fail
-
     if list_ref is None:
         return None
     try:
@@ -75,9 +73,6 @@ def _resolve_list(list_ref: str | None, source: str | None) -> str | None:
 
 
 def _selection(run: str | None, list_ref: str | None, source: str | None, everything: bool):
-    from pipeline.cli import fail
-    from storage.pending import Selection
-
     if not (run or list_ref or everything):
         raise fail("say which held delistings: --run RUN, --list LIST or --all")
     return Selection(
@@ -120,7 +115,7 @@ def _row_json(row: Any) -> dict[str, Any]:
     }
 
 
-@pending_app.command("list")
+@app.command("list")
 def pending_list(
     source: SourceOpt = None,
     list_ref: ListOpt = None,
@@ -135,10 +130,6 @@ def pending_list(
     ),
 ) -> None:
     """Held delistings by holding run and list (with --entries or --json: each entry)."""
-    from rich.table import Table
-
-    from pipeline.cli import connect, fail, out
-    from storage.pending import STATES, list_pending
 
     if state != "all" and state not in STATES:
         raise fail(f"--state is one of {', '.join(STATES)} or all")
@@ -186,8 +177,6 @@ def pending_list(
 
 
 def _report(verb: str, decision: Any) -> None:
-    from pipeline.cli import out
-
     if not decision.total:
         out.print("no pending held delistings match: nothing done")
         return
@@ -195,7 +184,7 @@ def _report(verb: str, decision: Any) -> None:
         out.print(f"{verb} {count} held entries of {list_id} (held by {run_id})")
 
 
-@pending_app.command("release")
+@app.command("release")
 def pending_release(
     run: RunOpt = None,
     list_ref: ListOpt = None,
@@ -206,8 +195,6 @@ def pending_release(
 ) -> None:
     """The portal really dropped them: raise their `delisted` events (cause disappeared, as
     the holding run) and queue the alerts; their records become removed."""
-    from pipeline.cli import connect, out
-
     selection = _selection(run, list_ref, source, everything)
     with connect() as conn, conn.begin():
         decision = release_pending(conn, selection, by=_who(by), note=note)
@@ -216,7 +203,7 @@ def pending_release(
         out.print(f"{decision.event_count} delisted events raised, {decision.alerts} alerts queued")
 
 
-@pending_app.command("discard")
+@app.command("discard")
 def pending_discard(
     run: RunOpt = None,
     list_ref: ListOpt = None,
@@ -227,15 +214,7 @@ def pending_discard(
 ) -> None:
     """The run was wrong: drop the holds without any event; the entries' absences count
     again from zero."""
-    from pipeline.cli import connect
-    from storage.pending import discard
-
     selection = _selection(run, list_ref, source, everything)
     with connect() as conn, conn.begin():
         decision = discard(conn, selection, by=_who(by), note=note)
     _report("discarded", decision)
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the CLI."""
-    app.add_typer(pending_app, name="pending")

@@ -45,7 +45,7 @@ from core.outcomes import outcome_for_status
 from core.registry import ListDef
 from crawlers.browser import route_through_cassette
 from crawlers.captcha import CaptchaSolver, solver_from_settings
-from crawlers.cassette import CassetteBridge
+from crawlers.cassette import CassetteBridge, crawl_mode
 from crawlers.creditchina_api import (
     CAPTCHA_CHECK,
     CAPTCHA_FIELD,
@@ -70,7 +70,6 @@ from crawlers.creditchina_api import (
     subject_hits,
 )
 from crawlers.creditchina_page import PageFetch, fetch_in_page, launch_options, unreachable
-from crawlers.extensions import crawl_mode
 from crawlers.responses import outcome_for_exception
 from crawlers.runcontext import RunContext, run_context
 from crawlers.spiders.base import PortalSpider

@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-COLOURS = {"healthy": "green", "ok": "green", "degraded": "yellow", "running": "cyan"}
+from core.clock import SHANGHAI
+from core.registry import RegistryError, get_source, load_registry
+from pipeline.cli.console import connect, fail, out
+from storage.runs import recent_runs, run_lists, run_summary
+from storage.source_state import source_state
+
+COLOURS = {
+    "healthy": "green",
+    "ok": "green",
+    "degraded": "yellow",
+    "running": "cyan",
+    "fetched": "cyan",
+}
 
 
 def _local(value: Any) -> str | None:
@@ -31,9 +42,7 @@ def _problems(findings: list[dict[str, Any]] | None) -> list[str]:
 
 def run_report(conn: Any, run: Any) -> dict[str, Any]:
     """One run as ``health --json`` shows it."""
-    from storage.runs import run_lists
-
-    summary = run.summary or {}
+    summary = run_summary(run)
     return {
         "run_id": run.run_id,
         "seq": run.seq,
@@ -60,18 +69,13 @@ def run_report(conn: Any, run: Any) -> dict[str, Any]:
             }
             for row in run_lists(conn, run.run_id)
         ],
-        "outcomes": {
-            name: value.get("count", 0) for name, value in summary.get("outcomes", {}).items()
-        },
-        "events": dict(summary.get("events", {})),
+        "outcomes": {name: value.count for name, value in summary.outcomes.items()},
+        "events": dict(summary.events),
     }
 
 
 def source_report(conn: Any, source: Any, runs: int) -> dict[str, Any]:
     """A source's standing (``storage.source_state``) and its last ``runs`` runs."""
-    from storage.runs import recent_runs
-    from storage.source_state import source_state
-
     state = source_state(conn, source.id, source.failing_after).as_dict()
     del state["last_runs"]  # the runs below say more
     return {
@@ -83,8 +87,6 @@ def source_report(conn: Any, source: Any, runs: int) -> dict[str, Any]:
 
 
 def _state_line(report: dict[str, Any]) -> str:
-    from rich.markup import escape
-
     source, state = escape(report["source"]), report["state"]
     if state == "never_run":
         line = f"[bold]{source}[/bold]  [dim]never run[/dim]"
@@ -122,8 +124,6 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _print_report(out: Any, report: dict[str, Any]) -> None:
-    from rich.markup import escape
-
     out.print(_state_line(report))
     for run in report["runs"]:
         colour = COLOURS.get(run["state"], "red")
@@ -159,8 +159,6 @@ def health(
 ) -> None:
     """Each source's standing (ok, failing after K unhealthy runs, never run) and its last
     runs: state, each list's health and records, fetch outcomes and events."""
-    from core.registry import RegistryError, get_source, load_registry
-    from pipeline.cli import connect, fail, out
 
     try:
         sources = [get_source(source)] if source else list(load_registry().values())
@@ -177,6 +175,5 @@ def health(
         _print_report(out, report)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the CLI."""
-    app.command("health")(health)
+app = typer.Typer()
+app.command("health")(health)

@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from core.clock import TIMEZONE_NAME
+from core.registry import broken_sources
+from pipeline.cli.console import err, fail, out
 
 
 def _settings(pairs: list[str] | None) -> dict[str, str]:
-    from pipeline.cli import fail
-
     settings = {}
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
@@ -70,7 +74,7 @@ def schedule(
     ] = None,
     timezone: Annotated[
         str, typer.Option(help="The scheduler's time zone (sources declare their own).")
-    ] = "Asia/Shanghai",
+    ] = TIMEZONE_NAME,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log APScheduler too.")] = False,
 ) -> None:
     """Run the scheduler: every source on its registry cron, alerts every few minutes. Jobs
@@ -78,7 +82,6 @@ def schedule(
     registry is reconciled with them on every start. SIGTERM lets crawls in progress finish
     (up to --stop-timeout); a second SIGTERM stops them, marked aborted. Runs left `running`
     by a process that died are marked aborted at start-up."""
-    from pipeline.cli import fail
     from pipeline.daemon import Daemon, DaemonError, DaemonOptions, schedule_rows
 
     try:
@@ -117,10 +120,6 @@ def schedule(
 def _report_broken() -> None:
     """Sources whose declaration does not load get no job; the daemon logs them, --list says
     so on stderr (with file and line) so the listing itself stays usable."""
-    from rich.markup import escape
-
-    from core.registry import broken_sources
-    from pipeline.cli import err
 
     for problem in broken_sources():
         err.print(f"[red]not scheduled:[/red] {escape(str(problem))}")
@@ -138,9 +137,6 @@ def _logging(verbose: bool) -> None:
 
 
 def _print_rows(rows: list[dict[str, object]], as_json: bool) -> None:
-    from rich.table import Table
-
-    from pipeline.cli import out
 
     if as_json:
         for row in rows:
@@ -167,6 +163,5 @@ def _mode(row: dict[str, object]) -> str:
     return f"{row['mode'] or '—'}{cassette}"
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``schedule`` to the CLI."""
-    app.command("schedule")(schedule)
+app = typer.Typer()
+app.command("schedule")(schedule)

@@ -1,0 +1,46 @@
+"""The ``creditwatch`` command line: one Typer app assembled from the command modules.
+
+Each module (``runs``, ``data``, ``watch``, ``delivery``, ``health``, ``pending``, ``schedule``,
+``database``) owns its commands and imports only ``console`` from here, so the package has no
+import circle; this file only puts them together. ``python scripts/cli_reference.py`` writes
+the reference of every command to docs/cli.md."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+from sqlalchemy.exc import OperationalError
+
+from pipeline.cli import data, database, delivery, health, pending, runs, schedule, watch
+from pipeline.cli.console import err
+from storage.engine import ReadOnlyDatabase, read_only_reason
+
+app = typer.Typer(
+    help="Scheduled spiders, one schema and change detection for China's public credit portals.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+for commands in (runs.app, data.app, delivery.feeds, health.app, schedule.app):
+    app.add_typer(commands)
+app.add_typer(database.app, name="db")
+app.add_typer(watch.app, name="watch")
+app.add_typer(delivery.app, name="alerts")
+app.add_typer(pending.app, name="pending")
+
+
+def main() -> None:
+    """The console entry point: ``app`` with one line instead of a traceback when the
+    database cannot be written (read-only commands still work on such a database)."""
+    try:
+        app()
+    except ReadOnlyDatabase as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    except OperationalError as exc:
+        reason = read_only_reason()
+        if reason is None or "readonly" not in str(exc).replace("-", "").lower():
+            raise
+        err.print(f"[red]error:[/red] {escape(reason)}; this command writes to it")
+        sys.exit(1)
