@@ -368,14 +368,7 @@ def mark_fetched(engine: Engine, run_id: str) -> bool:
     """The fetcher recorded everything of a ``running`` run: it becomes ``fetched``, for the
     finish step to judge and detect outside the fetcher. False when it was not ``running``."""
     with engine.begin() as conn:
-        return (
-            conn.execute(
-                update(RUNS)
-                .where(RUNS.c.run_id == run_id, RUNS.c.state == "running")
-                .values(state="fetched")
-            ).rowcount
-            == 1
-        )
+        return _move_state(conn, run_id, "running", "fetched")
 
 
 def claim_fetched(conn: Connection, run_id: str) -> bool:
@@ -386,14 +379,13 @@ def claim_fetched(conn: Connection, run_id: str) -> bool:
     holds the row against every other finisher until this transaction ends: PostgreSQL's row
     lock, SQLite's write lock. A second finisher waits there, then reads the committed state
     and finds nothing to do; if this transaction rolls back, the run is ``fetched`` again."""
-    return (
-        conn.execute(
-            update(RUNS)
-            .where(RUNS.c.run_id == run_id, RUNS.c.state == "fetched")
-            .values(state="fetched")
-        ).rowcount
-        == 1
-    )
+    return _move_state(conn, run_id, "fetched", "fetched")
+
+
+def _move_state(conn: Connection, run_id: str, from_state: str, to_state: str) -> bool:
+    """One conditional update: whether the run was in ``from_state`` (and now is ``to_state``)."""
+    query = update(RUNS).where(RUNS.c.run_id == run_id, RUNS.c.state == from_state)
+    return conn.execute(query.values(state=to_state)).rowcount == 1
 
 
 def finish_run(
