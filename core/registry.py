@@ -15,6 +15,7 @@ registry at another directory of rooms.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import os
 from collections.abc import Mapping
@@ -25,7 +26,14 @@ from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.clock import TIMEZONE_NAME
 from core.normalise.labels import TARGETS as LABEL_TARGETS
@@ -41,7 +49,7 @@ RecordKeyRule = Literal["case", "case_subject", "subject"]
 Publication = Literal["database", "announcements"]
 # The shared spiders a source may be served by instead of a ``spider.py`` of its own
 # (``crawlers/loader.py`` maps each to its class).
-SpiderFamily = Literal["announcements"]
+SpiderFamily = Literal["announcements", "json_api"]
 LIST_KINDS: tuple[str, ...] = get_args(ListKind)
 RECORD_KEY_RULES: tuple[str, ...] = get_args(RecordKeyRule)
 PUBLICATIONS: tuple[str, ...] = get_args(Publication)
@@ -95,6 +103,8 @@ class ListDef:
     validity_years: int | None = None  # listing ends N years after decided_on when unpublished
     checks: HealthChecks = field(default_factory=HealthChecks)
     guard: DelistingGuard = field(default_factory=DelistingGuard)
+    # How the ``json_api`` family spider reads the list (its ``json_api:`` block), else None.
+    json_api: JsonApiDef | None = field(default=None, compare=False)
 
     @property
     def diffs_absence(self) -> bool:
@@ -305,6 +315,93 @@ class _Api(_Block):
         return value
 
 
+JsonScalar = str | int | float | bool | None
+# The unhealthy outcomes a JSON API's declared success check may name (core/outcomes.py).
+ErrorOutcome = Literal[
+    "session_rejected",
+    "waf_challenge",
+    "captcha_required",
+    "rate_limited",
+    "http_error",
+    "malformed",
+]
+
+
+class _JsonSuccess(_Block):
+    """An answer is an answer only when the value at ``path`` is one of ``equals`` (e.g.
+    ``status == 1``); otherwise the fetch gets ``outcome`` and no row of it is read."""
+
+    path: Text
+    equals: Annotated[list[str | int | bool], Field(min_length=1)]
+    outcome: ErrorOutcome = "session_rejected"
+
+    @field_validator("equals", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else [value]
+
+
+class _JsonApi(_Block):
+    """A list read from a paged JSON API by the ``json_api`` family spider.
+
+    ``url`` is relative to the source's ``base_url``; ``params`` (the query), ``form`` (a POST
+    form) and ``json_body`` (a POST JSON body) may hold ``{page}``, ``{size}`` and ``{offset}``:
+    a value that is exactly a placeholder becomes the number (a JSON number in a body)."""
+
+    url: Text
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, JsonScalar] = {}
+    form: dict[str, JsonScalar] | None = None
+    json_body: dict[str, Any] | None = None
+    headers: dict[Text, str] = {}
+    encoding: str | None = None
+    page_size: Positive = 10
+    first_page: Annotated[int, Field(ge=0, le=1)] = 1
+    max_pages: Positive | None = None
+    rows: Text  # dotted path of the row array: "data.list", "list", "Data"
+    total: str | None = None  # dotted path of the declared number of rows
+    total_pages: str | None = None  # dotted path of the declared number of pages
+    key_fields: Annotated[list[Text], Field(min_length=1)]  # JSON keys every row holds
+    success: _JsonSuccess | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _request_shape(self) -> _JsonApi:
+        if self.method == "GET" and (self.form is not None or self.json_body is not None):
+            raise ValueError("a GET request has no form or json_body (use params)")
+        if self.form is not None and self.json_body is not None:
+            raise ValueError("a POST sends a form or a json_body, not both")
+        templates = [*self.params.values(), *(self.form or {}).values()]
+        templates += _strings_in(self.json_body)
+        if not any("{page}" in text or "{offset}" in text for text in _strings_in(templates)):
+            raise ValueError(
+                "no page placeholder: params, form or json_body must hold {page} or {offset}"
+            )
+        return self
+
+
+JsonApiDef = _JsonApi  # the validated block, as the family spider reads it
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings_in(item)]
+    return []
+
+
 class _ListWatch(_Block):
     type: Text  # the portal's record type, e.g. 行政处罚
 
@@ -323,6 +420,7 @@ class _List(_Block):
     delisting_guard: _Guard | None = None
     api: _Api | None = None
     watch: _ListWatch | None = None
+    json_api: _JsonApi | None = None
 
 
 class _Selectors(_Block):
@@ -529,6 +627,18 @@ def parse_source(
             f"{where}: spider 'announcements' reads an 'announcements:' block, and there is none",
             _line(lines, ("spider",)),
         )
+    for index, item in enumerate(model.lists):
+        if model.spider == "json_api" and item.json_api is None:
+            raise RegistryError(
+                f"{where} list {item.id!r}: spider 'json_api' reads each list's "
+                "'json_api:' block, and there is none",
+                _line(lines, ("lists", index)),
+            )
+        if item.json_api is not None and model.spider != "json_api":
+            raise RegistryError(
+                f"{where} list {item.id!r}: a 'json_api:' block is read only by 'spider: json_api'",
+                _line(lines, ("lists", index, "json_api")),
+            )
     lists = [_list_def(model.id, raw) for raw in model.lists]
     schedule = model.schedule or _Schedule()
     politeness = model.politeness or _Politeness()
@@ -580,6 +690,7 @@ def _list_def(source_id: str, raw: _List) -> ListDef:
             fill_rates=tuple(sorted(checks.fill_rates.items())),
         ),
         guard=DelistingGuard(share=guard.share, min_count=guard.min_count),
+        json_api=raw.json_api,
     )
 
 

@@ -46,6 +46,7 @@ PRIVATE_PACKAGE = "creditwatch_rooms"  # module prefix for rooms of another sour
 # Family name (the registry's ``spider:`` values) → "module:class".
 FAMILIES: dict[str, str] = {
     "announcements": "crawlers.spiders.announcements:AnnouncementSpider",
+    "json_api": "crawlers.spiders.json_api:JsonApiSpider",
 }
 
 

@@ -11,8 +11,8 @@ rm -rf "$CREDITWATCH_DATA_DIR"
 # Two watchdog subscriptions whose alerts go to Atom files in data/demo (no network needed).
 .venv/bin/creditwatch watch import fixtures/demo-subscriptions.yml
 # Sources whose replay needs no browser: the Xiamen portal, the announcement lists and the
-# two database-like sector lists (Credit China needs Chromium and a watchlist; see docs/sources.md).
-for source in xmtravel mct_tourism caac mohrss ccgp gsxt; do
+# two database-like sector lists and the city JSON APIs (Credit China needs Chromium and a watchlist; see docs/sources.md).
+for source in xmtravel mct_tourism caac mohrss ccgp gsxt beijing_punish shanghai_doublepublic shenzhen_punish; do
   for day in 1 2; do
     echo "== $source day $day =="
     .venv/bin/creditwatch crawl "$source" --replay "fixtures/$source/$source-day$day.yaml" --delist-after 1
