@@ -274,7 +274,7 @@ class Event(SQLModel, table=True):
     source: str = Field(index=True)
     list: str
     record_key: str
-    entity_id: str
+    entity_id: str = Field(index=True)  # an entity's events, across lists and sources
     entity_name: str | None = None
     case_number: str | None = None
     title: str | None = None

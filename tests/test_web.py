@@ -708,6 +708,7 @@ def test_api_shapes_and_their_description(client: TestClient) -> None:
         "redacted",
         "records",
         "events",
+        "listings",
     }
     assert client.get("/api/entities/nope").json() == {"detail": "no such entity"}
 

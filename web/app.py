@@ -62,7 +62,6 @@ from storage.asof import Vouch, run_date, vouching_runs
 from storage.browse import (
     STATUS_FILTERS,
     EntryQuery,
-    entity_events,
     entity_for_pseudonym,
     entity_records,
     is_person,
@@ -71,6 +70,7 @@ from storage.browse import (
     status_counts,
 )
 from storage.engine import data_dir, get_engine
+from storage.entities import listing_summary, of_entity_id
 from storage.outbox import subscription_rows
 from web.i18n import LANGUAGES, Translator, pick_language
 
@@ -196,6 +196,12 @@ class EntityAnswer(BaseModel):
     )
     events: list[dict[str, Any]] = Field(
         description="events in the shape of SCHEMA.md, oldest first"
+    )
+    listings: list[dict[str, Any]] = Field(
+        [],
+        description="every (source, list, record_key) the entity is or was on, across sources "
+        "(same USCC, else same name key and jurisdiction): status now, listed and delisted "
+        "dates, delisting cause and evidence",
     )
 
 
@@ -499,15 +505,32 @@ def create_app(
             real = entity_id
             if state.redact and entity_id.startswith("redacted:"):
                 real = entity_for_pseudonym(conn, entity_id) or ""
-            records = entity_records(conn, real) if real else []
-            if not records or (state.redact and is_person(records) and real == entity_id):
+            own = entity_records(conn, real) if real else []
+            if not own or (state.redact and is_person(own) and real == entity_id):
                 # A person's entity answers only at its pseudonym while redacting.
                 raise HTTPException(404, "no such entity")
-            events = entity_events(conn, real)
+            # The same organisation in every source: same USCC, else name + jurisdiction.
+            found = of_entity_id(conn, real)
+            records = [r for e in found for r in e.records]
+            events = sorted(
+                (ev for e in found for ev in e.events), key=lambda ev: (ev["at"], ev["event_id"])
+            )
         person = is_person(records)
+        # The entity is named by the entry asked for: its newest record.
+        newest = max(
+            (i for i, r in enumerate(records) if r["entity_id"] == real),
+            key=lambda i: (records[i].get("last_seen") or "", records[i].get("list") or ""),
+        )
         if state.redact:  # a company's too: its legal representatives are persons
             records, events = redact_entity(records, events)
-        latest = max(records, key=lambda r: (r.get("last_seen") or "", r.get("list") or ""))
+        latest = records[newest]
+        by_entry: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        for ev in events:
+            by_entry.setdefault((ev.get("list"), ev.get("record_key")), []).append(ev)
+        listings = [
+            listing_summary(r, by_entry.get((r.get("list"), r.get("record_key")), []))
+            for r in records
+        ]
         return EntityAnswer(
             entity_id=latest["entity_id"],
             entity_name=latest.get("entity_name"),
@@ -515,6 +538,7 @@ def create_app(
             redacted=state.redact,
             records=records,
             events=events,
+            listings=listings,
         )
 
     def snapshots() -> list[SnapshotInfo]:

@@ -1,9 +1,9 @@
 """The ``creditwatch`` command line: one Typer app assembled from the command modules.
 
-Each module (``runs``, ``data``, ``watch``, ``delivery``, ``health``, ``pending``, ``schedule``,
-``database``) owns its commands and imports only ``console`` from here, so the package has no
-import circle; this file only puts them together. ``python scripts/cli_reference.py`` writes
-the reference of every command to docs/cli.md."""
+Each module (``runs``, ``data``, ``entity``, ``watch``, ``delivery``, ``health``, ``pending``,
+``schedule``, ``database``) owns its commands and imports only ``console`` from here, so the
+package has no import circle; this file only puts them together.
+``python scripts/cli_reference.py`` writes the reference of every command to docs/cli.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ import typer
 from rich.markup import escape
 from sqlalchemy.exc import OperationalError
 
-from pipeline.cli import data, database, delivery, health, pending, runs, schedule, watch
+from pipeline.cli import (
+    data,
+    database,
+    delivery,
+    entity,
+    health,
+    pending,
+    runs,
+    schedule,
+    watch,
+)
 from pipeline.cli.console import err
 from storage.engine import ReadOnlyDatabase, read_only_reason
 
@@ -22,7 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for commands in (runs.app, data.app, delivery.feeds, health.app, schedule.app):
+for commands in (runs.app, data.app, entity.app, delivery.feeds, health.app, schedule.app):
     app.add_typer(commands)
 app.add_typer(database.app, name="db")
 app.add_typer(watch.app, name="watch")
