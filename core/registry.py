@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -49,7 +50,7 @@ RecordKeyRule = Literal["case", "case_subject", "subject"]
 Publication = Literal["database", "announcements"]
 # The shared spiders a source may be served by instead of a ``spider.py`` of its own
 # (``crawlers/loader.py`` maps each to its class).
-SpiderFamily = Literal["announcements", "json_api"]
+SpiderFamily = Literal["announcements", "json_api", "html_list"]
 LIST_KINDS: tuple[str, ...] = get_args(ListKind)
 RECORD_KEY_RULES: tuple[str, ...] = get_args(RecordKeyRule)
 PUBLICATIONS: tuple[str, ...] = get_args(Publication)
@@ -105,6 +106,8 @@ class ListDef:
     guard: DelistingGuard = field(default_factory=DelistingGuard)
     # How the ``json_api`` family spider reads the list (its ``json_api:`` block), else None.
     json_api: JsonApiDef | None = field(default=None, compare=False)
+    # How the ``html_list`` family spider reads the list (its ``html_list:`` block), else None.
+    html_list: HtmlListDef | None = field(default=None, compare=False)
 
     @property
     def diffs_absence(self) -> bool:
@@ -402,6 +405,113 @@ def _strings_in(value: Any) -> list[str]:
     return []
 
 
+class _HtmlPager(_Block):
+    """Where a list page states its size: the text under ``css`` searched with ``total``
+    (rows, e.g. ``共(\\d+)条``) and ``pages`` (``共(\\d+)页``), each a regex whose first group
+    is the number."""
+
+    css: Text
+    total: str | None = None
+    pages: str | None = None
+
+    @field_validator("total", "pages")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                groups = re.compile(value).groups
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if groups < 1:
+                raise ValueError("the regex needs a group around the number: 共(\\d+)条")
+        return value
+
+    @model_validator(mode="after")
+    def _states_something(self) -> _HtmlPager:
+        if self.total is None and self.pages is None:
+            raise ValueError("a pager states a 'total' or 'pages' (a regex each)")
+        return self
+
+
+class _HtmlDetail(_Block):
+    """Each row's detail page: the link in the column headed ``column``, read as the
+    label/value table at ``table``; ``key_labels`` must be on it."""
+
+    column: Text
+    table: Text
+    key_labels: list[Text] = []
+
+
+class _HtmlRefusal(_Block):
+    """A page without the list table whose text holds one of ``contains`` is the portal
+    saying no (访问过于频繁, 系统繁忙): the fetch gets ``outcome``."""
+
+    contains: Annotated[list[Text], Field(min_length=1)]
+    outcome: ErrorOutcome = "rate_limited"
+
+
+class _HtmlList(_Block):
+    """A list published as HTML pages of a table, read by the ``html_list`` family spider.
+
+    ``url`` is relative to the source's ``base_url``; ``url``, ``params`` (the query) and
+    ``form`` (a POST form) may hold ``{page}``, ``{size}`` and ``{offset}``; ``first_url``
+    is page 1's address when it differs (``index.html`` before ``index_{page}.html``).
+    Columns are found by their header label (``key_columns``), never by position."""
+
+    url: Text
+    first_url: str | None = None
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, JsonScalar] = {}
+    form: dict[str, JsonScalar] | None = None
+    headers: dict[Text, str] = {}
+    encoding: str | None = None
+    page_size: Positive = 10
+    first_page: Annotated[int, Field(ge=0, le=1)] = 1
+    max_pages: Positive | None = None
+    table: Text  # CSS of the list table; its first row of <th> cells is the header
+    rows: Text = "tr"  # CSS of the rows within the table (header rows left out)
+    key_columns: Annotated[list[Text], Field(min_length=1)]  # header labels rows must fill
+    no_rows: Text = "暂无|无数据|没有(找到)?(相关|符合条件的)?(数据|记录|信息)"
+    pager: _HtmlPager | None = None
+    detail: _HtmlDetail | None = None
+    refused: list[_HtmlRefusal] = []
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    @field_validator("no_rows")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _request_shape(self) -> _HtmlList:
+        if self.method == "GET" and self.form is not None:
+            raise ValueError("a GET request has no form (use params)")
+        templates = [self.url, *_strings_in([*self.params.values(), *(self.form or {}).values()])]
+        if not any("{page}" in text or "{offset}" in text for text in templates):
+            raise ValueError(
+                "no page placeholder: url, params or form must hold {page} or {offset}"
+            )
+        if self.detail is not None and self.detail.column not in self.key_columns:
+            raise ValueError(f"detail column {self.detail.column!r} is not one of key_columns")
+        return self
+
+
+HtmlListDef = _HtmlList  # the validated block, as the family spider reads it
+
+
 class _ListWatch(_Block):
     type: Text  # the portal's record type, e.g. 行政处罚
 
@@ -421,6 +531,7 @@ class _List(_Block):
     api: _Api | None = None
     watch: _ListWatch | None = None
     json_api: _JsonApi | None = None
+    html_list: _HtmlList | None = None
 
 
 class _Selectors(_Block):
@@ -639,6 +750,19 @@ def parse_source(
                 f"{where} list {item.id!r}: a 'json_api:' block is read only by 'spider: json_api'",
                 _line(lines, ("lists", index, "json_api")),
             )
+    for index, item in enumerate(model.lists):
+        if model.spider == "html_list" and item.html_list is None:
+            raise RegistryError(
+                f"{where} list {item.id!r}: spider 'html_list' reads each list's "
+                "'html_list:' block, and there is none",
+                _line(lines, ("lists", index)),
+            )
+        if item.html_list is not None and model.spider != "html_list":
+            raise RegistryError(
+                f"{where} list {item.id!r}: an 'html_list:' block is read only by "
+                "'spider: html_list'",
+                _line(lines, ("lists", index, "html_list")),
+            )
     lists = [_list_def(model.id, raw) for raw in model.lists]
     schedule = model.schedule or _Schedule()
     politeness = model.politeness or _Politeness()
@@ -691,6 +815,7 @@ def _list_def(source_id: str, raw: _List) -> ListDef:
         ),
         guard=DelistingGuard(share=guard.share, min_count=guard.min_count),
         json_api=raw.json_api,
+        html_list=raw.html_list,
     )
 
 

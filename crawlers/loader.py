@@ -47,6 +47,7 @@ PRIVATE_PACKAGE = "creditwatch_rooms"  # module prefix for rooms of another sour
 FAMILIES: dict[str, str] = {
     "announcements": "crawlers.spiders.announcements:AnnouncementSpider",
     "json_api": "crawlers.spiders.json_api:JsonApiSpider",
+    "html_list": "crawlers.spiders.html_list:HtmlListSpider",
 }
 
 

@@ -12,7 +12,7 @@ rm -rf "$CREDITWATCH_DATA_DIR"
 .venv/bin/creditwatch watch import fixtures/demo-subscriptions.yml
 # Sources whose replay needs no browser: the Xiamen portal, the announcement lists and the
 # two database-like sector lists and the city JSON APIs (Credit China needs Chromium and a watchlist; see docs/sources.md).
-for source in xmtravel mct_tourism caac mohrss ccgp gsxt beijing_punish shanghai_doublepublic shenzhen_punish; do
+for source in xmtravel mct_tourism caac mohrss ccgp gsxt beijing_punish shanghai_doublepublic shenzhen_punish beijing_allow beijing_blacklist beijing_redlist tianjin_xygs xinjiang_xygs hainan_xygs; do
   for day in 1 2; do
     echo "== $source day $day =="
     .venv/bin/creditwatch crawl "$source" --replay "fixtures/$source/$source-day$day.yaml" --delist-after 1

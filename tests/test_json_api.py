@@ -142,14 +142,17 @@ def test_a_new_city_is_one_yaml_file_and_a_cassette(
     assert netguard.read_text() == ""
 
 
-def test_json_api_sources_hold_no_python() -> None:
-    family = [sid for sid, source in load_registry().items() if source.spider == "json_api"]
-    assert len(family) >= 3
-    for sid in family:
+@pytest.mark.parametrize("family", ["json_api", "html_list"])
+def test_family_sources_hold_no_python(family: str) -> None:
+    """Sources of a declarative family are their ``source.yml`` alone, each list with the
+    family's block (``json_api:``, ``html_list:``)."""
+    members = [sid for sid, source in load_registry().items() if source.spider == family]
+    assert len(members) >= 3
+    for sid in members:
         room = get_source(sid).room
         assert room is not None
         assert sorted(p.name for p in room.iterdir() if p.is_file()) == ["source.yml"], sid
-        assert all(lst.json_api is not None for lst in get_source(sid).lists)
+        assert all(getattr(lst, family) is not None for lst in get_source(sid).lists)
 
 
 # --- the declaration ------------------------------------------------------------------------

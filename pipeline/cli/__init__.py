@@ -1,8 +1,8 @@
 """The ``creditwatch`` command line: one Typer app assembled from the command modules.
 
-Each module (``runs``, ``data``, ``entity``, ``watch``, ``delivery``, ``health``, ``pending``,
-``schedule``, ``database``) owns its commands and imports only ``console`` from here, so the
-package has no import circle; this file only puts them together.
+Each module (``sources``, ``runs``, ``data``, ``entity``, ``watch``, ``delivery``, ``health``,
+``pending``, ``schedule``, ``database``) owns its commands and imports only ``console`` from
+here, so the package has no import circle; this file only puts them together.
 ``python scripts/cli_reference.py`` writes the reference of every command to docs/cli.md."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pipeline.cli import (
     pending,
     runs,
     schedule,
+    sources,
     watch,
 )
 from pipeline.cli.console import err
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 for commands in (runs.app, data.app, entity.app, delivery.feeds, health.app, schedule.app):
     app.add_typer(commands)
+app.add_typer(sources.app, name="sources")
 app.add_typer(database.app, name="db")
 app.add_typer(watch.app, name="watch")
 app.add_typer(delivery.app, name="alerts")

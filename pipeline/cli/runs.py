@@ -1,4 +1,4 @@
-"""Commands about runs: the sources, a crawl, the Credit China probe, and what runs left
+"""Commands about runs: a crawl, the Credit China probe, and what runs left
 behind (their events, announcements and archived responses)."""
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from alerts.render import event_line
 from core.clock import SHANGHAI
-from core.registry import RegistryError, broken_sources, get_source, load_registry
+from core.registry import RegistryError, get_source
 from export.formats import write_jsonl
 from pipeline.cli.console import connect, err, fail, out
 from pipeline.run import CrawlError, CrawlSpec, crawl
@@ -28,27 +27,6 @@ from storage.events import query_events
 from storage.runs import get_run, list_runs, run_lists, run_summary
 
 app = typer.Typer()
-
-
-@app.command()
-def sources() -> None:
-    """List the declared sources and their lists. Declarations that do not load are listed
-    on stderr (file, line, problem) and make the exit status 1: the others still run."""
-    table = Table("source", "name", "jurisdiction", "lists", "schedule")
-    for source in load_registry().values():
-        table.add_row(
-            source.id,
-            f"{source.name_zh}\n{source.name_en}",
-            f"{source.jurisdiction} ({source.region_code})",
-            "\n".join(f"{lst.id} [{lst.list_kind}]" for lst in source.lists),
-            f"{source.cron} {source.timezone}",
-        )
-    out.print(table)
-    broken = broken_sources()
-    for problem in broken:
-        err.print(f"[red]broken:[/red] {escape(str(problem))}")
-    if broken:
-        raise typer.Exit(1)
 
 
 @app.command("crawl")
