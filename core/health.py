@@ -20,12 +20,17 @@ if TYPE_CHECKING:
     from core.registry import HealthChecks
 
 HEALTH_ORDER = ("healthy", "degraded", "failed")
-RUN_STATES = ("running", "fetched", *HEALTH_ORDER, "aborted")
+VOID = "void"
+RUN_STATES = ("running", "fetched", *HEALTH_ORDER, "aborted", VOID)
 """Every state of a run (docs/SCHEMA.md): ``running`` while fetching; ``fetched`` once the
 fetcher recorded everything and the finish step (health, detection, alerts) has yet to run;
-then the worst of its lists' health, or ``aborted`` when its process died while fetching."""
+then the worst of its lists' health, or ``aborted`` when its process died while fetching,
+or ``void``: a replay that nothing in its cassette answered (the wrong cassette), which
+says nothing of the source."""
 IN_PROGRESS_STATES = ("running", "fetched")
 """Run states without a verdict yet: neither healthy nor unhealthy."""
+UNCOUNTED_STATES = (*IN_PROGRESS_STATES, VOID)
+"""Run states a source's standing does not count: no verdict yet, or none to give."""
 EXAMPLES = 5
 
 

@@ -50,11 +50,13 @@ RecordKeyRule = Literal["case", "case_subject", "subject"]
 Publication = Literal["database", "announcements"]
 # The shared spiders a source may be served by instead of a ``spider.py`` of its own
 # (``crawlers/loader.py`` maps each to its class).
-SpiderFamily = Literal["announcements", "json_api", "html_list"]
+SpiderFamily = Literal["announcements", "json_api", "html_list", "creditsearch"]
 LIST_KINDS: tuple[str, ...] = get_args(ListKind)
 RECORD_KEY_RULES: tuple[str, ...] = get_args(RecordKeyRule)
 PUBLICATIONS: tuple[str, ...] = get_args(Publication)
 SPIDER_FAMILIES: tuple[str, ...] = get_args(SpiderFamily)
+# The families that read a block of their own, named after them, on every list.
+LIST_BLOCK_FAMILIES: tuple[str, ...] = ("json_api", "html_list", "creditsearch")
 
 SOURCES_DIR_ENV = "CREDITWATCH_SOURCES_DIR"
 SHIPPED_SOURCES = Path(__file__).resolve().parent.parent / "crawlers" / "sources"
@@ -108,6 +110,8 @@ class ListDef:
     json_api: JsonApiDef | None = field(default=None, compare=False)
     # How the ``html_list`` family spider reads the list (its ``html_list:`` block), else None.
     html_list: HtmlListDef | None = field(default=None, compare=False)
+    # How the ``creditsearch`` family spider reads the list (its ``creditsearch:`` block).
+    creditsearch: CreditSearchDef | None = field(default=None, compare=False)
 
     @property
     def diffs_absence(self) -> bool:
@@ -178,6 +182,9 @@ class SourceDef:
     jitter: int = 0  # seconds; each scheduled run starts up to this much later, at random
     watchlist: str | None = None  # what scheduled runs watch (watch lists): a file or "db:"
     spider: str | None = None  # the family spider serving it; None: its room's spider.py
+    # The vendor platform the portal runs on (portals.md §4.1: xygs, creditsearch, …): one
+    # family spider serves several platforms, each platform several portals.
+    platform: str | None = None
     labels: tuple[tuple[str, str], ...] = ()  # portal label → target, over the shared map
     room: Path | None = field(default=None, compare=False)  # the folder it was read from
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -344,28 +351,21 @@ class _JsonSuccess(_Block):
         return value if isinstance(value, list) else [value]
 
 
-class _JsonApi(_Block):
-    """A list read from a paged JSON API by the ``json_api`` family spider.
-
-    ``url`` is relative to the source's ``base_url``; ``params`` (the query), ``form`` (a POST
-    form) and ``json_body`` (a POST JSON body) may hold ``{page}``, ``{size}`` and ``{offset}``:
-    a value that is exactly a placeholder becomes the number (a JSON number in a body)."""
+class _PagedRequest(_Block):
+    """How a family spider asks a portal for one numbered page of a list: ``url`` relative
+    to the source's ``base_url``, the query (``params``) or a POST ``form``, required
+    ``headers`` (a Referer, often), the pages' ``encoding``, and the paging: ``page_size``
+    rows a page, pages numbered from ``first_page``, at most ``max_pages`` read."""
 
     url: Text
     method: Literal["GET", "POST"] = "GET"
     params: dict[str, JsonScalar] = {}
     form: dict[str, JsonScalar] | None = None
-    json_body: dict[str, Any] | None = None
     headers: dict[Text, str] = {}
     encoding: str | None = None
     page_size: Positive = 10
     first_page: Annotated[int, Field(ge=0, le=1)] = 1
     max_pages: Positive | None = None
-    rows: Text  # dotted path of the row array: "data.list", "list", "Data"
-    total: str | None = None  # dotted path of the declared number of rows
-    total_pages: str | None = None  # dotted path of the declared number of pages
-    key_fields: Annotated[list[Text], Field(min_length=1)]  # JSON keys every row holds
-    success: _JsonSuccess | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -376,6 +376,28 @@ class _JsonApi(_Block):
             except LookupError:
                 raise ValueError(f"unknown encoding {value!r}") from None
         return value
+
+
+class _JsonAnswer(_Block):
+    """How a JSON answer holds one page of a list: the dotted path of the row array, of the
+    declared total (rows) or page count, the JSON keys every row must hold, and an optional
+    success check. Read by ``crawlers.spiders.json_api`` for every JSON-reading family."""
+
+    rows: Text  # dotted path of the row array: "data.list", "list", "Data"
+    total: str | None = None  # dotted path of the declared number of rows
+    total_pages: str | None = None  # dotted path of the declared number of pages
+    key_fields: Annotated[list[Text], Field(min_length=1)]  # JSON keys every row holds
+    success: _JsonSuccess | None = None
+
+
+class _JsonApi(_PagedRequest, _JsonAnswer):
+    """A list read from a paged JSON API by the ``json_api`` family spider.
+
+    ``url`` is relative to the source's ``base_url``; ``params`` (the query), ``form`` (a POST
+    form) and ``json_body`` (a POST JSON body) may hold ``{page}``, ``{size}`` and ``{offset}``:
+    a value that is exactly a placeholder becomes the number (a JSON number in a body)."""
+
+    json_body: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _request_shape(self) -> _JsonApi:
@@ -393,6 +415,7 @@ class _JsonApi(_Block):
 
 
 JsonApiDef = _JsonApi  # the validated block, as the family spider reads it
+JsonAnswerDef = _JsonAnswer  # what every JSON-reading family declares of its answers
 
 
 def _strings_in(value: Any) -> list[str]:
@@ -450,7 +473,7 @@ class _HtmlRefusal(_Block):
     outcome: ErrorOutcome = "rate_limited"
 
 
-class _HtmlList(_Block):
+class _HtmlList(_PagedRequest):
     """A list published as HTML pages of a table, read by the ``html_list`` family spider.
 
     ``url`` is relative to the source's ``base_url``; ``url``, ``params`` (the query) and
@@ -458,16 +481,7 @@ class _HtmlList(_Block):
     is page 1's address when it differs (``index.html`` before ``index_{page}.html``).
     Columns are found by their header label (``key_columns``), never by position."""
 
-    url: Text
     first_url: str | None = None
-    method: Literal["GET", "POST"] = "GET"
-    params: dict[str, JsonScalar] = {}
-    form: dict[str, JsonScalar] | None = None
-    headers: dict[Text, str] = {}
-    encoding: str | None = None
-    page_size: Positive = 10
-    first_page: Annotated[int, Field(ge=0, le=1)] = 1
-    max_pages: Positive | None = None
     table: Text  # CSS of the list table; its first row of <th> cells is the header
     rows: Text = "tr"  # CSS of the rows within the table (header rows left out)
     key_columns: Annotated[list[Text], Field(min_length=1)]  # header labels rows must fill
@@ -475,16 +489,6 @@ class _HtmlList(_Block):
     pager: _HtmlPager | None = None
     detail: _HtmlDetail | None = None
     refused: list[_HtmlRefusal] = []
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                codecs.lookup(value)
-            except LookupError:
-                raise ValueError(f"unknown encoding {value!r}") from None
-        return value
 
     @field_validator("no_rows")
     @classmethod
@@ -512,6 +516,44 @@ class _HtmlList(_Block):
 HtmlListDef = _HtmlList  # the validated block, as the family spider reads it
 
 
+class _SiteToken(_Block):
+    """A request signature the portal's own script computes (信用山东's ``sd.js``): ``js`` is
+    a JavaScript expression evaluated in the index page, over ``params`` (the page's query
+    parameters, as an object), ``query`` (the same, urlencoded) and ``timestamp`` (the page's
+    ``Date.now()``, as text); its value is sent as the parameter ``param``, the timestamp as
+    ``timestamp``."""
+
+    js: Text
+    param: Text = "token"
+    timestamp: Text = "timestamp"
+
+
+class _CreditSearch(_PagedRequest, _JsonAnswer):
+    """A list of the creditsearch vendor platform (信用山东, 陕西, 辽宁), read by the
+    ``creditsearch`` family spider: the ``index`` page (relative to ``base_url``) is opened in
+    Chromium, and each page of the JSON API at ``url`` (GET, ``params`` with ``{page}``,
+    ``{size}``, ``{offset}``) is fetched from inside it, signed by the site's ``token``."""
+
+    index: Text
+    token: _SiteToken
+
+    @model_validator(mode="after")
+    def _request_shape(self) -> _CreditSearch:
+        if self.method != "GET" or self.form is not None:
+            raise ValueError("the list API is read with GET and params")
+        if self.headers:
+            raise ValueError("the page's fetch sends the browser's own headers: no 'headers'")
+        if not any("{page}" in text or "{offset}" in text for text in _strings_in(self.params)):
+            raise ValueError("no page placeholder: params must hold {page} or {offset}")
+        reserved = {self.token.param, self.token.timestamp} & set(self.params)
+        if reserved:
+            raise ValueError(f"{', '.join(sorted(reserved))}: set by the token, not in params")
+        return self
+
+
+CreditSearchDef = _CreditSearch  # the validated block, as the family spider reads it
+
+
 class _ListWatch(_Block):
     type: Text  # the portal's record type, e.g. 行政处罚
 
@@ -532,6 +574,7 @@ class _List(_Block):
     watch: _ListWatch | None = None
     json_api: _JsonApi | None = None
     html_list: _HtmlList | None = None
+    creditsearch: _CreditSearch | None = None
 
 
 class _Selectors(_Block):
@@ -576,6 +619,7 @@ class _Source(_Block):
     session: _Session | None = None
     watch: _Watch | None = None
     spider: SpiderFamily | None = None
+    platform: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] | None = None
     labels: dict[Text, Text] = {}
 
     @field_validator("labels")
@@ -738,31 +782,20 @@ def parse_source(
             f"{where}: spider 'announcements' reads an 'announcements:' block, and there is none",
             _line(lines, ("spider",)),
         )
-    for index, item in enumerate(model.lists):
-        if model.spider == "json_api" and item.json_api is None:
-            raise RegistryError(
-                f"{where} list {item.id!r}: spider 'json_api' reads each list's "
-                "'json_api:' block, and there is none",
-                _line(lines, ("lists", index)),
-            )
-        if item.json_api is not None and model.spider != "json_api":
-            raise RegistryError(
-                f"{where} list {item.id!r}: a 'json_api:' block is read only by 'spider: json_api'",
-                _line(lines, ("lists", index, "json_api")),
-            )
-    for index, item in enumerate(model.lists):
-        if model.spider == "html_list" and item.html_list is None:
-            raise RegistryError(
-                f"{where} list {item.id!r}: spider 'html_list' reads each list's "
-                "'html_list:' block, and there is none",
-                _line(lines, ("lists", index)),
-            )
-        if item.html_list is not None and model.spider != "html_list":
-            raise RegistryError(
-                f"{where} list {item.id!r}: an 'html_list:' block is read only by "
-                "'spider: html_list'",
-                _line(lines, ("lists", index, "html_list")),
-            )
+    for family in LIST_BLOCK_FAMILIES:  # each reads a block of its own on every list
+        for index, item in enumerate(model.lists):
+            if model.spider == family and getattr(item, family) is None:
+                raise RegistryError(
+                    f"{where} list {item.id!r}: spider {family!r} reads each list's "
+                    f"'{family}:' block, and there is none",
+                    _line(lines, ("lists", index)),
+                )
+            if getattr(item, family) is not None and model.spider != family:
+                raise RegistryError(
+                    f"{where} list {item.id!r}: its '{family}:' block is read only by "
+                    f"'spider: {family}'",
+                    _line(lines, ("lists", index, family)),
+                )
     lists = [_list_def(model.id, raw) for raw in model.lists]
     schedule = model.schedule or _Schedule()
     politeness = model.politeness or _Politeness()
@@ -788,6 +821,7 @@ def parse_source(
         jitter=schedule.jitter,
         watchlist=schedule.watchlist,
         spider=model.spider,
+        platform=model.platform,
         labels=tuple(model.labels.items()),
         room=room,
         raw=data,
@@ -816,6 +850,7 @@ def _list_def(source_id: str, raw: _List) -> ListDef:
         guard=DelistingGuard(share=guard.share, min_count=guard.min_count),
         json_api=raw.json_api,
         html_list=raw.html_list,
+        creditsearch=raw.creditsearch,
     )
 
 

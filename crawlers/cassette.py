@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import vcr
 from vcr.cassette import Cassette
@@ -324,6 +325,16 @@ def _unzstd(body: bytes) -> bytes:
         return _zstd.decompress(body)
     except Exception:  # ZstdError's module differs between stdlib and backport
         return body
+
+
+def without_params(url: str, names: Iterable[str]) -> str:
+    """``url`` without the query parameters ``names`` (a per-call token, a cache-buster)."""
+    drop = set(names)
+    if not drop:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in drop]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def crawl_mode(settings: Any) -> str:

@@ -12,7 +12,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
+
+from crawlers.cassette import without_params
 
 # --- Endpoints, envelope and defence markers, in one block ---------------------------------
 SEARCH_SUBJECT = "catalogSearchHome"
@@ -66,10 +68,7 @@ def api_url(base: str, endpoint: str, params: Mapping[str, Any]) -> str:
 
 def without_volatile(url: str, volatile: Iterable[str] = VOLATILE_PARAMS) -> str:
     """``url`` minus the WAF token and cache-busters: what is archived and cited."""
-    parts = urlsplit(url)
-    drop = set(volatile)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in drop]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return without_params(url, volatile)
 
 
 def classify(status: int, body: bytes) -> Reply:

@@ -48,6 +48,7 @@ FAMILIES: dict[str, str] = {
     "announcements": "crawlers.spiders.announcements:AnnouncementSpider",
     "json_api": "crawlers.spiders.json_api:JsonApiSpider",
     "html_list": "crawlers.spiders.html_list:HtmlListSpider",
+    "creditsearch": "crawlers.spiders.creditsearch:CreditSearchSpider",
 }
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from lxml.html import HtmlElement
 from parsel import Selector, SelectorList
 from scrapy.http import Response
 
 from core.items import PageRef
-from core.outcomes import LayoutDrift
+from core.outcomes import LayoutDrift, MalformedPage
+from core.registry import ListDef
 
 _LABEL_END = re.compile(r"[：:\s\u3000]+$")
 _SPACE = re.compile(r"[\s\u3000\xa0]+")
@@ -134,3 +137,45 @@ def read_pager(
         total=int(total.group(1)) if total else None,
         pages=int(pages.group(1)) if pages else None,
     )
+
+
+class Paging(Protocol):
+    """What paging needs of a family's list block (``core.registry``'s paged requests)."""
+
+    page_size: int
+    first_page: int
+    max_pages: int | None
+
+
+Asked = TypeVar("Asked")  # what asking for a page gives: a Scrapy request, a page number, …
+PageRequest = Callable[[ListDef, int], Asked]
+
+
+def more_pages(
+    lst: ListDef,
+    paging: Paging,
+    pages: int | None,
+    first_rows: int,
+    request: PageRequest[Asked],
+) -> Iterator[Asked]:
+    """After page 1: every declared page at once, else the next one if page 1 was full."""
+    if pages is None:
+        if first_rows >= paging.page_size:
+            yield from next_page(lst, paging, 1, request)
+        return
+    last = pages if paging.max_pages is None else min(pages, paging.max_pages)
+    for number in range(2, last + 1):
+        yield request(lst, number + paging.first_page - 1)
+
+
+def next_page(
+    lst: ListDef, paging: Paging, number: int, request: PageRequest[Asked]
+) -> Iterator[Asked]:
+    """The page after a full page ``number`` when no count was declared; at ``max_pages``
+    the list may go on unseen, so the run cannot vouch for it."""
+    if paging.max_pages is not None and number >= paging.max_pages:
+        raise MalformedPage(
+            f"{lst.id}: page {number} is full and max_pages is {paging.max_pages}: "
+            "the list may go on beyond what was read"
+        )
+    yield request(lst, number + paging.first_page)

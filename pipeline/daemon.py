@@ -77,7 +77,7 @@ from core.registry import SourceDef, broken_sources, load_registry
 from pipeline.finalize import finish_left_runs
 from pipeline.processes import parent_of
 from pipeline.processes import process_alive as process_alive  # the tests' import
-from pipeline.run import CrawlSpec, crawl
+from pipeline.run import CrawlError, CrawlSpec, crawl
 from storage.daemon import running_runs
 from storage.engine import database_url, get_engine, upgrade
 from storage.models import SchedulerJob
@@ -240,7 +240,9 @@ def desired_jobs(sources: Iterable[SourceDef], options: DaemonOptions) -> list[J
     known = {source.id for source in sources}
     unknown = [sid for sid in options.sources if sid not in known]
     if unknown:
-        raise DaemonError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        raise DaemonError(
+            f"unknown source(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     jobs = []
     for source in sources:
         if options.sources and source.id not in options.sources:
@@ -463,7 +465,7 @@ def run_source(
     stopping: threading.Event | None = None,
 ) -> Row[Any] | None:
     """One scheduled crawl of ``source_id``, unless a live run of it is in progress; returns
-    the finished run, or None when skipped."""
+    the finished run, or None when skipped (or refused: a cassette not of the source)."""
     engine = get_engine(url)
     aborted, _ = finish_left_runs(
         engine, source=source_id, why="marked aborted before the next run"
@@ -493,7 +495,11 @@ def run_source(
         watchlist=options.get("watchlist"),
     )
     log.info("%s: crawl starting (%s)", source_id, spec.mode)
-    run_id = crawl(spec, url=url)
+    try:
+        run_id = crawl(spec, url=url)
+    except CrawlError as exc:  # refused before any run was made: the wrong cassette
+        log.error("%s: not crawled: %s", source_id, exc)
+        return None
     with engine.connect() as conn:
         run = get_run(conn, run_id)
     log.info(

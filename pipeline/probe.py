@@ -19,6 +19,7 @@ from typing import Any
 
 from core.outcomes import outcome_for_status
 from core.registry import get_source
+from crawlers.browser import fetch_in_page, launch_options, unreachable
 from crawlers.creditchina_api import (
     DETAILS_PARAMS,
     RECORDS_PARAMS,
@@ -27,12 +28,12 @@ from crawlers.creditchina_api import (
     SEARCH_SUBJECT,
     SUBJECT_DETAILS,
     SUBJECT_RECORDS,
+    VOLATILE_PARAMS,
     api_url,
     classify,
     list_data,
     subject_hits,
 )
-from crawlers.creditchina_page import fetch_in_page, launch_options, unreachable
 
 SOURCE = "creditchina"
 
@@ -68,7 +69,7 @@ class Prober:
         if self.interval and self.last is not None:
             await asyncio.sleep(max(0.0, self.last + self.interval - time.monotonic()))
         self.last = started = time.monotonic()
-        got = await fetch_in_page(self.page, url)
+        got = await fetch_in_page(self.page, url, volatile=VOLATILE_PARAMS)
         took = time.monotonic() - started
         if got.status is None:
             self.steps.append(Step(name, got.url, "http_error", None, got.error, took))

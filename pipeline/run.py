@@ -13,20 +13,36 @@ scheduler's start-up sweep) finishes it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+from core.health import VOID
 from core.registry import get_source
 from crawlers.captcha import MODES as CAPTCHA_MODES
 from pipeline.finalize import finish_fetched, finish_left_runs
+from pipeline.preflight import Unreachable, cassette_problem, nothing_played, unreachable
 from storage.archive import responses_of_run
 from storage.engine import database_url, get_engine, require_writable, upgrade
-from storage.runs import create_run, fail_run, get_run, set_pid
+from storage.runlog import RunWriter
+from storage.runs import (
+    create_run,
+    fail_run,
+    fetch_rows,
+    get_run,
+    mark_fetched,
+    set_clock,
+    set_error,
+    set_pid,
+)
 
 MODES = ("live", "replay", "record")
 # Crash tests: the conductor stops itself (SIGSTOP) once the child has fetched, before the
@@ -106,10 +122,17 @@ def crawl(
     """One run of ``spec.source``: fetch, archive, normalise, store, detect. Returns its id.
 
     Runs of the source whose process is gone are closed first (``finish_left_runs``), so
-    the runs of a source are finished in the order they were made."""
+    the runs of a source are finished in the order they were made. A cassette that cannot be
+    the source's raises ``CrawlError`` before any run is made; a live crawl whose host does
+    not answer, and a replay that nothing in its cassette answered, end at once
+    (``pipeline.preflight``)."""
     url = url or database_url()
     require_writable(url)
     source = get_source(spec.source)
+    if spec.mode == "replay":
+        problem = cassette_problem(spec.cassette, source)  # type: ignore[arg-type]
+        if problem is not None:
+            raise CrawlError(problem)
     if spec.delist_after is None:
         spec = replace(spec, delist_after=source.delist_after)
     upgrade(url)
@@ -124,18 +147,36 @@ def crawl(
         cassette=str(spec.cassette) if spec.cassette else None,
         delist_after=spec.delist_after,
     )
+    if spec.mode != "replay":
+        down = unreachable(source.base_url)
+        if down is not None:
+            _end_unreachable(engine, run_id, source.base_url, down)
+            return run_id
     env = {**os.environ, "DATABASE_URL": url, "SCRAPY_SETTINGS_MODULE": "crawlers.settings"}
-    child = subprocess.Popen(scrapy_command(spec, run_id), env=env)
-    set_pid(engine, run_id, child.pid)
-    while True:  # returns the moment the child exits; reports progress meanwhile
-        try:
-            child.wait(timeout=None if progress is None else 0.3)
-            break
-        except subprocess.TimeoutExpired:
-            if progress is not None:
-                progress(_responses_so_far(url, run_id))
-    with engine.connect() as conn:
-        state = get_run(conn, run_id).state
+    # A replay's log is held until the child ends: a void run replaces it with one line.
+    hold = spec.mode == "replay" and _quiet(spec)
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            scrapy_command(spec, run_id), env=env, stderr=log if hold else None
+        )
+        set_pid(engine, run_id, child.pid)
+        while True:  # returns the moment the child exits; reports progress meanwhile
+            try:
+                child.wait(timeout=None if progress is None else 0.3)
+                break
+            except subprocess.TimeoutExpired:
+                if progress is not None:
+                    progress(_responses_so_far(url, run_id))
+        with engine.connect() as conn:
+            state = get_run(conn, run_id).state
+            fetches = fetch_rows(conn, run_id) if spec.mode == "replay" else []
+        if state == "fetched" and nothing_played(fetches):
+            _end_void(engine, run_id, spec.cassette, fetches)  # type: ignore[arg-type]
+            state = VOID
+        elif hold:
+            log.seek(0)
+            sys.stderr.flush()
+            shutil.copyfileobj(log, getattr(sys.stderr, "buffer", None) or _TextSink())
     if state == "fetched":
         # The run is this process's now: a sweep elsewhere sees it alive until it is finished.
         set_pid(engine, run_id, os.getpid())
@@ -163,3 +204,42 @@ def crawl(
 def _responses_so_far(url: str, run_id: str) -> int:
     with get_engine(url).connect() as conn:
         return responses_of_run(conn, run_id)
+
+
+def _quiet(spec: CrawlSpec) -> bool:
+    return spec.log_level.upper() not in ("DEBUG", "INFO")
+
+
+class _TextSink:
+    """``sys.stderr`` without a byte buffer (a test's capture): bytes written as text."""
+
+    def write(self, data: bytes) -> int:
+        return sys.stderr.write(data.decode("utf-8", "replace"))
+
+
+def _end_unreachable(engine: Any, run_id: str, base_url: str, down: Unreachable) -> None:
+    """The run's one fetch is the first hop that did not answer; the finish step judges it
+    as any other run (its lists failed: no page was read) and queues its health alerts."""
+    set_clock(engine, run_id, datetime.now(UTC), "wall")  # as the fetcher would have
+    writer = RunWriter(engine, run_id)
+    writer.add_fetch(url=base_url, outcome=down.outcome, list_id=None, detail=down.detail)
+    writer.flush()
+    mark_fetched(engine, run_id)
+    finish_fetched(engine, run_id)
+    set_error(engine, run_id, down.detail)
+
+
+def _end_void(engine: Any, run_id: str, cassette: Path, fetches: Sequence[Any]) -> None:
+    """Nothing in the cassette answered the run: it says nothing of the source. The run ends
+    ``void`` (``health`` does not count it), saying what it asked first."""
+    asked = [row.url for row in fetches if urlsplit(row.url).path != "/robots.txt"]
+    fail_run(
+        engine,
+        run_id,
+        VOID,
+        f"the cassette {cassette} answered none of the run's {len(asked)} request(s) "
+        f"(first: {asked[0]}): another source's cassette, or one recorded before the "
+        "spider changed?",
+        datetime.now(UTC),
+        states=("fetched",),
+    )

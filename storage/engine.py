@@ -21,11 +21,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 
 DEFAULT_DATA_DIR = "data"
+DATA_DIR_ENV = "CREDITWATCH_DATA_DIR"  # `creditwatch --data-dir DIR` sets it
 
 
 def data_dir() -> Path:
     """The directory holding the embedded database (``CREDITWATCH_DATA_DIR``, default ./data)."""
-    return Path(os.environ.get("CREDITWATCH_DATA_DIR", DEFAULT_DATA_DIR))
+    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR))
 
 
 def database_url() -> str:

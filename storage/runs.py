@@ -101,6 +101,12 @@ def set_clock(engine: Engine, run_id: str, started_at: datetime, origin: str) ->
         )
 
 
+def set_error(engine: Engine, run_id: str, error: str) -> None:
+    """Say why a finished run went wrong, where its summary alone would not."""
+    with engine.begin() as conn:
+        conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(error=error))
+
+
 def set_pid(engine: Engine, run_id: str, pid: int) -> None:
     with engine.begin() as conn:
         conn.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(pid=pid))
@@ -132,6 +138,14 @@ def get_run(conn: Connection, run_id: str) -> Row[Any]:
     if row is None:
         raise UnknownRun(f"no run {run_id!r}")
     return row
+
+
+def has_runs(conn: Connection, source: str | None = None) -> bool:
+    """Whether the database holds any run (of ``source``, when given)."""
+    query = select(RUNS.c.run_id)
+    if source is not None:
+        query = query.where(RUNS.c.source == source)
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def list_runs(conn: Connection, source: str | None = None, limit: int = 50) -> Sequence[Row[Any]]:

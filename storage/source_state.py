@@ -1,7 +1,8 @@
 """A source's standing from its runs (SCHEMA.md, Run health): ``ok``, ``failing`` once its
 last K finished runs were all unhealthy (until a healthy run), or ``never_run``.
 
-Runs still in progress (``running``, ``fetched``) are skipped (they have no verdict yet);
+Runs still in progress (``running``, ``fetched``) are skipped (they have no verdict yet), and
+so are ``void`` runs (a replay nothing in its cassette answered: no verdict to give);
 ``degraded``, ``failed`` and ``aborted`` all count as unhealthy.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from core.health import IN_PROGRESS_STATES
+from core.health import IN_PROGRESS_STATES, UNCOUNTED_STATES
 from storage.models import Run, table_of
 
 RUNS = table_of(Run)
@@ -92,7 +93,7 @@ def source_state(
     (``SourceDef.failing_after``); ``last_runs`` holds ``last`` runs (default K)."""
     if failing_after < 1:
         raise ValueError(f"failing_after must be at least 1, not {failing_after}")
-    finished = and_(RUNS.c.source == source_id, RUNS.c.state.not_in(IN_PROGRESS_STATES))
+    finished = and_(RUNS.c.source == source_id, RUNS.c.state.not_in(UNCOUNTED_STATES))
     columns = (RUNS.c.run_id, RUNS.c.seq, RUNS.c.state, RUNS.c.started_at)
     recent = [
         _brief(row)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,10 +150,12 @@ class PortalServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+Served = TypeVar("Served", bound=ThreadingHTTPServer)
+
+
 @contextmanager
-def portal(port: int = 0) -> Iterator[PortalServer]:
-    """Serve the fake portal in a thread; on exit the port is closed (connections refused)."""
-    server = PortalServer(port)
+def serving(server: Served) -> Iterator[Served]:
+    """Serve ``server`` in a thread; on exit the port is closed (connections refused)."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -162,6 +164,13 @@ def portal(port: int = 0) -> Iterator[PortalServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def portal(port: int = 0) -> Iterator[PortalServer]:
+    """Serve the fake portal in a thread; on exit the port is closed (connections refused)."""
+    with serving(PortalServer(port)) as server:
+        yield server
 
 
 def chromium_executable() -> str | None:

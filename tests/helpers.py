@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -17,6 +18,7 @@ from storage.events import query_events
 from storage.models import Fetch, Run, RunList
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SHIPPED_SOURCES = Path(__file__).resolve().parent.parent / "crawlers" / "sources"
 XM = FIXTURES / "xmtravel"
 DAY1 = XM / "xmtravel-day1.yaml"
 DAY2 = XM / "xmtravel-day2.yaml"
@@ -95,3 +97,30 @@ def assert_matches_truth(
         if by_key[key(e)].get(name) != e[name]
     ]
     assert mismatches == []
+
+
+def new_room(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    shipped: str,
+    source_id: str,
+    edits: Mapping[str, str] | None = None,
+) -> type[Any]:
+    """A new source made of YAML alone: a registry in ``tmp_path/sources`` (the registry and
+    every crawl read it, ``CREDITWATCH_SOURCES_DIR``) holding one room, the shipped source
+    ``shipped``'s declaration under the id ``source_id``, its text changed by ``edits``
+    (old → new). Returns the spider class the loader serves it with."""
+    from core.registry import SOURCES_DIR_ENV
+    from crawlers.loader import SourceSpiderLoader
+
+    sources = tmp_path / "sources"
+    (sources / source_id).mkdir(parents=True)
+    text = (SHIPPED_SOURCES / shipped / "source.yml").read_text(encoding="utf-8")
+    for old, new in {f"id: {shipped}\n": f"id: {source_id}\n", **(edits or {})}.items():
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    (sources / source_id / "source.yml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv(SOURCES_DIR_ENV, str(sources))
+    spider = SourceSpiderLoader().load(source_id)
+    assert spider.source_id == source_id
+    return spider

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from crawlers.browser import route_through_cassette
+from crawlers.browser import CHROMIUM_ARGS, route_through_cassette
 from crawlers.cassette import CassetteBridge
-from crawlers.creditchina_page import CHROMIUM_ARGS
 from tests.cassette_support import (
     APP_ROWS,
     NAME,

@@ -59,13 +59,21 @@ def test_crawl_prints_a_summary_and_the_day_two_events(two_days: dict) -> None:
 
 def test_changes_as_jsonl_with_since_and_run_filters(two_days: dict) -> None:
     every = [
-        json.loads(line) for line in invoke(two_days, "changes", "--format", "jsonl").splitlines()
+        json.loads(line)
+        for line in invoke(
+            two_days, "changes", "--format", "jsonl", "--include-baseline"
+        ).splitlines()
     ]
     assert len(every) == 28 and all(set(e) == set(EVENT_FIELDS) for e in every)
+    news = runner.invoke(app, ["changes", "--format", "jsonl"], env=two_days["env"])
+    assert "20 baseline listing(s) hidden" in news.stderr  # and not among the lines
+    assert [json.loads(line)["baseline"] for line in news.stdout.splitlines()] == [False] * 8
     since = invoke(two_days, "changes", "--since", "2025-11-22", "--format", "jsonl").splitlines()
     assert len(since) == 8
     assert invoke(two_days, "changes", "--since", "2025-11-23", "--format", "jsonl") == ""
-    by_run = invoke(two_days, "changes", "--run", "xmtravel:1", "--format", "jsonl").splitlines()
+    by_run = invoke(
+        two_days, "changes", "--run", "xmtravel:1", "--format", "jsonl", "--include-baseline"
+    ).splitlines()
     assert len(by_run) == 20
     assert "厦门五缘假日旅行社有限公司" in invoke(two_days, "changes", "--source", "xmtravel")
 

@@ -115,10 +115,16 @@ CASES = discover()
 _BROWSER, _NO_BROWSER = playwright_browser_available()
 
 
+# The families whose sources replay through Chromium, as a declared session (Credit China) does.
+BROWSER_FAMILIES = ("creditsearch",)
+
+
 def _marks(case: Case) -> list[pytest.MarkDecorator]:
-    # A declared browser session (Credit China) replays through Chromium.
     source = load_registry().get(case.source)
-    if source is not None and "session" in source.raw and not _BROWSER:
+    in_browser = source is not None and (
+        "session" in source.raw or source.spider in BROWSER_FAMILIES
+    )
+    if in_browser and not _BROWSER:
         return [pytest.mark.skip(reason=_NO_BROWSER)]
     return []
 
@@ -256,6 +262,14 @@ def test_fixture_folders_are_found_and_name_registered_sources() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
 
 
+# The families a city or provincial portal is declared in, with no Python of its own.
+CITY_FAMILIES = ("json_api", "html_list", "creditsearch")
+
+
+def _family(case: Case) -> bool:
+    return get_source(case.source).spider in CITY_FAMILIES
+
+
 @pytest.mark.replay
 @pytest.mark.parametrize(
     "case", [pytest.param(case, id=case.id, marks=_marks(case)) for case in CASES]
@@ -263,24 +277,40 @@ def test_fixture_folders_are_found_and_name_registered_sources() -> None:
 def test_two_replayed_days_give_the_expected_records_and_events(
     case: Case, sqlite_url: str, netguard: Path
 ) -> None:
+    check_two_days(case, sqlite_url, netguard)
+
+
+@pytest.mark.replay
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(case, id=case.id, marks=_marks(case)) for case in CASES if _family(case)],
+)
+def test_a_family_source_gives_the_same_on_postgresql(
+    case: Case, db_url: str, netguard: Path
+) -> None:
+    """Sources declared in a city family (no code of their own) also run on PostgreSQL; the
+    others have PostgreSQL replay tests of their own."""
+    check_two_days(case, db_url, netguard)
+
+
+def check_two_days(case: Case, url: str, netguard: Path) -> None:
     watchlist = str(case.watchlist) if case.watchlist else None
     days: dict[int, str] = {}
     for day in (1, 2):
-        days[day] = replay_day(sqlite_url, case, day, watchlist)
-        assert run_row(sqlite_url, days[day]).state != "failed"
+        days[day] = replay_day(url, case, day, watchlist)
+        assert run_row(url, days[day]).state != "failed"
         wanted = case.records[day]
         removed = any(record.get("status") == "removed" for record in wanted)
-        assert_records(day, wanted, stored(sqlite_url, days[day], removed))
+        assert_records(day, wanted, stored(url, days[day], removed))
         if day == 1:
-            first = events(sqlite_url, days[1])
+            first = events(url, days[1])
             assert all(e["event"] == "listed" and e["baseline"] for e in first)
             if case.baseline_day1 is not None:
                 assert len(first) == len(case.baseline_day1)
                 for key in case.baseline_day1:
                     assert any(key in e.values() for e in first), key
-    assert_events(
-        case.events_day2, events(sqlite_url, days[2]), everything(sqlite_url, case.source)
-    )
+    assert_events(case.events_day2, events(url, days[2]), everything(url, case.source))
     assert netguard.read_text() == "", "a replayed run reached for the network"
 
 

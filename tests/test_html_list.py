@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core import registry
 from core.registry import RegistryError, parse_source, read_yaml
-from crawlers.loader import SourceSpiderLoader
 from crawlers.spiders.html_list import HtmlListSpider, fill
 from fixtures.hainan_xygs import build as hainan
 from fixtures.html_list_model import Faults, HtmlPortal, Row, day_interactions
@@ -23,10 +21,8 @@ from fixtures.xinjiang_xygs import build as xinjiang
 from pipeline.run import CrawlSpec, crawl
 from storage.engine import get_engine
 from storage.models import Record
-from tests.helpers import events, list_health, run_row
+from tests.helpers import events, list_health, new_room, run_row
 from tests.test_conformance import everything
-
-SHIPPED = Path(__file__).resolve().parent.parent / "crawlers" / "sources"
 
 
 def write_day(
@@ -156,14 +152,8 @@ def test_a_refused_or_error_page_is_named_and_delists_nothing(
 def test_a_new_province_is_one_yaml_file_and_a_cassette(
     tmp_path: Path, sqlite_url: str, netguard: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sources = tmp_path / "sources"
-    (sources / "testprovince").mkdir(parents=True)
-    text = (SHIPPED / "hainan_xygs" / "source.yml").read_text(encoding="utf-8")
-    text = text.replace("id: hainan_xygs\n", "id: testprovince\n", 1)
-    (sources / "testprovince" / "source.yml").write_text(text, encoding="utf-8")
-    monkeypatch.setenv(registry.SOURCES_DIR_ENV, str(sources))
-    spider = SourceSpiderLoader().load("testprovince")
-    assert issubclass(spider, HtmlListSpider) and spider.source_id == "testprovince"
+    spider = new_room(tmp_path, monkeypatch, "hainan_xygs", "testprovince")
+    assert issubclass(spider, HtmlListSpider)
     cassette = write_day(tmp_path / "testprovince.yaml", hainan.PORTAL, hainan.DAY1, 1, None)
     run = crawl(
         CrawlSpec(source="testprovince", mode="replay", cassette=cassette, delist_after=1),

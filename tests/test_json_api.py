@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core import registry
 from core.registry import RegistryError, get_source, load_registry, parse_source, read_yaml
-from crawlers.loader import SourceSpiderLoader
 from crawlers.spiders.json_api import JsonApiSpider, at_path, substitute
 from fixtures.beijing_punish import build as beijing
 from fixtures.json_api_model import Decision, Faults, JsonPortal, day_interactions
@@ -22,10 +20,8 @@ from fixtures.shenzhen_punish import build as shenzhen
 from pipeline.run import CrawlSpec, crawl
 from storage.engine import get_engine
 from storage.models import Record
-from tests.helpers import events, list_health, run_row
+from tests.helpers import events, list_health, new_room, run_row
 from tests.test_conformance import everything
-
-SHIPPED = Path(__file__).resolve().parent.parent / "crawlers" / "sources"
 
 
 def write_day(
@@ -121,14 +117,8 @@ def test_a_renamed_json_key_is_layout_drift_and_delists_nothing(
 def test_a_new_city_is_one_yaml_file_and_a_cassette(
     tmp_path: Path, sqlite_url: str, netguard: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sources = tmp_path / "sources"
-    (sources / "testcity").mkdir(parents=True)
-    text = (SHIPPED / "shenzhen_punish" / "source.yml").read_text(encoding="utf-8")
-    text = text.replace("id: shenzhen_punish\n", "id: testcity\n", 1)
-    (sources / "testcity" / "source.yml").write_text(text, encoding="utf-8")
-    monkeypatch.setenv(registry.SOURCES_DIR_ENV, str(sources))
-    spider = SourceSpiderLoader().load("testcity")
-    assert issubclass(spider, JsonApiSpider) and spider.source_id == "testcity"
+    spider = new_room(tmp_path, monkeypatch, "shenzhen_punish", "testcity")
+    assert issubclass(spider, JsonApiSpider)
     cassette = write_day(tmp_path / "testcity.yaml", shenzhen.PORTAL, shenzhen.DAY1, 1, None)
     run = crawl(
         CrawlSpec(source="testcity", mode="replay", cassette=cassette, delist_after=1),

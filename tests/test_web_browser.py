@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crawlers.creditchina_page import CHROMIUM_ARGS
+from crawlers.browser import CHROMIUM_ARGS
 from export.snapshots import MANIFEST, write_snapshot
 from storage.asof import export_records
 from storage.engine import get_engine

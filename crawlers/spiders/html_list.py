@@ -41,7 +41,14 @@ from scrapy.http import HtmlResponse, Response, TextResponse
 from core.items import ListPage, PageRef, RawEntry
 from core.outcomes import EmptyPage, LayoutDrift, MalformedPage, PageProblem
 from core.registry import HtmlListDef, ListDef
-from crawlers.pagekit import GridRow, page_ref, read_grid, read_label_table
+from crawlers.pagekit import (
+    GridRow,
+    more_pages,
+    next_page,
+    page_ref,
+    read_grid,
+    read_label_table,
+)
 from crawlers.spiders.base import PortalSpider
 
 _SPACE = re.compile(r"[\s\u3000\xa0]+")
@@ -174,9 +181,9 @@ class HtmlListSpider(PortalSpider):
             declared_pages=pages,
         )
         if number == 1:
-            yield from self.more_pages(lst, spec, pages, len(grid))
+            yield from more_pages(lst, spec, pages, len(grid), self.page_request)
         elif pages is None and len(grid) >= spec.page_size:
-            yield from self.next_page(lst, spec, number)
+            yield from next_page(lst, spec, number, self.page_request)
         if not grid and (number == 1 or pages is not None):
             raise EmptyPage(f"{what} lists no entries")
         repeated = []
@@ -254,28 +261,6 @@ class HtmlListSpider(PortalSpider):
                 return None, None
             counts.append(int(found.group(1)) if found else None)
         return counts[0], counts[1]
-
-    def more_pages(
-        self, lst: ListDef, spec: HtmlListDef, pages: int | None, first_rows: int
-    ) -> Iterator[scrapy.Request]:
-        """After page 1: every declared page at once, else the next one if page 1 was full."""
-        if pages is None:
-            if first_rows >= spec.page_size:
-                yield from self.next_page(lst, spec, 1)
-            return
-        last = pages if spec.max_pages is None else min(pages, spec.max_pages)
-        for number in range(2, last + 1):
-            yield self.page_request(lst, number + spec.first_page - 1)
-
-    def next_page(self, lst: ListDef, spec: HtmlListDef, number: int) -> Iterator[scrapy.Request]:
-        """The page after a full one, when no count was declared; at ``max_pages`` the list
-        may go on unseen, so the run cannot vouch for it."""
-        if spec.max_pages is not None and number >= spec.max_pages:
-            raise MalformedPage(
-                f"{lst.id}: page {number} is full and max_pages is {spec.max_pages}: "
-                "the list may go on beyond what was read"
-            )
-        yield self.page_request(lst, number + spec.first_page)
 
     def parse_detail(
         self, response: Response, list_id: str, row: dict[str, str], list_ref: PageRef

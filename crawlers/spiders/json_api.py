@@ -25,16 +25,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
 import scrapy
 from scrapy.http import Response
 
-from core.items import ListPage, RawEntry
+from core.items import ListPage, PageRef, RawEntry
 from core.outcomes import EmptyPage, LayoutDrift, MalformedPage, PageProblem
-from core.registry import JsonApiDef, ListDef
-from crawlers.pagekit import page_ref
+from core.registry import JsonAnswerDef, JsonApiDef, ListDef
+from crawlers.pagekit import Asked, PageRequest, Paging, more_pages, next_page, page_ref
 from crawlers.spiders.base import PortalSpider
 
 _MISSING = object()
@@ -110,6 +111,126 @@ def _count(value: Any, path: str) -> int:
     raise MalformedPage(f"{path} is not a number: {value!r}")
 
 
+# --- reading one JSON answer: shared by every family that reads JSON lists ---------------------
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """One page of a list as its answer holds it: each row's fields (``row_fields``), and the
+    declared total (rows) and page count, where declared (a total gives the page count)."""
+
+    rows: list[dict[str, str]]
+    total: int | None
+    pages: int | None
+
+
+def parse_answer(text: str, answer: JsonAnswerDef) -> Any:
+    """The answer as JSON, after the declared success check."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        start = " ".join(text.split())[:80]
+        raise MalformedPage(f"not JSON ({exc}): {start!r}") from exc
+    if answer.success is not None:
+        value = at_path(document, answer.success.path)
+        if value is _MISSING or value not in answer.success.equals:
+            shown = "missing" if value is _MISSING else repr(value)
+            start = json.dumps(document, ensure_ascii=False)[:200]
+            raise RefusedAnswer(
+                f"{answer.success.path} is {shown}, not {answer.success.equals}: {start}",
+                answer.success.outcome,
+            )
+    return document
+
+
+def read_page(document: Any, answer: JsonAnswerDef, page_size: int, where: str) -> JsonPage:
+    """The page's rows and declared size; ``where`` (``<list> page <n>``) names it in errors."""
+    rows = at_path(document, answer.rows)
+    if rows is _MISSING:
+        raise LayoutDrift(f"{where}: the answer has no {answer.rows!r}")
+    if rows is None:  # some portals answer an empty page with null
+        rows = []
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise MalformedPage(f"{where}: {answer.rows!r} is not a list of rows")
+    total = declared(document, answer.total)
+    pages = declared(document, answer.total_pages)
+    if pages is None and total is not None:
+        pages = math.ceil(total / page_size)
+    for row in rows:
+        lacking = [key for key in answer.key_fields if row.get(key) in (None, "")]
+        if lacking:
+            raise LayoutDrift(
+                f"{where}: a row lacks {', '.join(lacking)} (its keys: {', '.join(sorted(row))})"
+            )
+    return JsonPage([row_fields(row) for row in rows], total, pages)
+
+
+def declared(document: Any, path: str | None) -> int | None:
+    if path is None:
+        return None
+    value = at_path(document, path)
+    if value is _MISSING:
+        raise LayoutDrift(f"the answer has no {path!r}")
+    return _count(value, path)
+
+
+def list_page(source_id: str, list_id: str, number: int, page: JsonPage, ref: PageRef) -> ListPage:
+    """The page as fetched: the evidence of what the list showed, and what it declared."""
+    return ListPage(
+        source=source_id,
+        list=list_id,
+        url=ref.url,
+        sha256=ref.sha256,
+        page_no=number,
+        rows=len(page.rows),
+        declared_total=page.total,
+        declared_pages=page.pages,
+    )
+
+
+def following(
+    lst: ListDef, paging: Paging, number: int, page: JsonPage, request: PageRequest[Asked]
+) -> Iterator[Asked]:
+    """The pages to ask for after page ``number``: all declared ones after page 1, else the
+    next after a full page."""
+    if number == 1:
+        yield from more_pages(lst, paging, page.pages, len(page.rows), request)
+    elif page.pages is None and len(page.rows) >= paging.page_size:
+        yield from next_page(lst, paging, number, request)
+
+
+def entries(
+    spider: PortalSpider,
+    list_id: str,
+    number: int,
+    answer: JsonAnswerDef,
+    page: JsonPage,
+    ref: PageRef,
+) -> list[RawEntry]:
+    """The page's rows as entries; an empty page where rows were declared is ``empty``, a row
+    this run read already ``malformed``."""
+    if not page.rows and (number == 1 or page.pages is not None):
+        raise EmptyPage(f"{list_id} page {number} lists no entries")
+    repeated = [
+        f.get(answer.key_fields[0], "?")
+        for f in page.rows
+        if not spider.first_sight(list_id, json.dumps(f, sort_keys=True, ensure_ascii=False))
+    ]
+    if repeated:
+        raise MalformedPage(f"{list_id} page {number} repeats rows already read: {repeated}")
+    return [
+        RawEntry(
+            source=spider.source_id,
+            list=list_id,
+            source_url=ref.url,
+            raw_sha256=ref.sha256,
+            fields=item,
+            pages=[ref],
+        )
+        for item in page.rows
+    ]
+
+
 class JsonApiSpider(PortalSpider):
     """Reads every list of its source through the list's ``json_api:`` block."""
 
@@ -129,13 +250,13 @@ class JsonApiSpider(PortalSpider):
         url = urljoin(self.source().base_url, api.url)
         if api.params:
             query = urlencode(
-                [(k, _query_text(substitute(v, values))) for k, v in api.params.items()]
+                [(k, query_text(substitute(v, values))) for k, v in api.params.items()]
             )
             url += ("&" if "?" in url else "?") + query
         headers = dict(api.headers)
         body: str | None = None
         if api.form is not None:
-            body = urlencode([(k, _query_text(substitute(v, values))) for k, v in api.form.items()])
+            body = urlencode([(k, query_text(substitute(v, values))) for k, v in api.form.items()])
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         elif api.json_body is not None:
             body = json.dumps(
@@ -158,81 +279,12 @@ class JsonApiSpider(PortalSpider):
         lst = self.source().list(list_id)
         api = self.api(lst)
         number = page - api.first_page + 1
-        document = self.read_json(response, api)
-        rows = at_path(document, api.rows)
-        if rows is _MISSING:
-            raise LayoutDrift(f"{list_id} page {number}: the answer has no {api.rows!r}")
-        if rows is None:  # some portals answer an empty page with null
-            rows = []
-        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-            raise MalformedPage(f"{list_id} page {number}: {api.rows!r} is not a list of rows")
-        total = self.declared(document, api.total)
-        pages = self.declared(document, api.total_pages)
-        if pages is None and total is not None:
-            pages = math.ceil(total / api.page_size)
-        for row in rows:
-            lacking = [key for key in api.key_fields if row.get(key) in (None, "")]
-            if lacking:
-                raise LayoutDrift(
-                    f"{list_id} page {number}: a row lacks {', '.join(lacking)} "
-                    f"(its keys: {', '.join(sorted(row))})"
-                )
+        where = f"{list_id} page {number}"
+        read = read_page(self.read_json(response, api), api, api.page_size, where)
         ref = page_ref(response, "list")
-        yield ListPage(
-            source=self.source_id,
-            list=list_id,
-            url=response.url,
-            sha256=ref.sha256,
-            page_no=number,
-            rows=len(rows),
-            declared_total=total,
-            declared_pages=pages,
-        )
-        if number == 1:
-            yield from self.more_pages(lst, api, pages, len(rows))
-        elif pages is None and len(rows) >= api.page_size:
-            yield from self.next_page(lst, api, number)
-        if not rows and (number == 1 or pages is not None):
-            raise EmptyPage(f"{list_id} page {number} lists no entries")
-        fields = [row_fields(row) for row in rows]
-        repeated = [
-            f.get(api.key_fields[0], "?")
-            for f in fields
-            if not self.first_sight(list_id, json.dumps(f, sort_keys=True, ensure_ascii=False))
-        ]
-        if repeated:
-            raise MalformedPage(f"{list_id} page {number} repeats rows already read: {repeated}")
-        for item in fields:
-            yield RawEntry(
-                source=self.source_id,
-                list=list_id,
-                source_url=response.url,
-                raw_sha256=ref.sha256,
-                fields=item,
-                pages=[ref],
-            )
-
-    def more_pages(
-        self, lst: ListDef, api: JsonApiDef, pages: int | None, first_rows: int
-    ) -> Iterator[scrapy.Request]:
-        """After page 1: every declared page at once, else the next one if page 1 was full."""
-        if pages is None:
-            if first_rows >= api.page_size:
-                yield from self.next_page(lst, api, 1)
-            return
-        last = pages if api.max_pages is None else min(pages, api.max_pages)
-        for number in range(2, last + 1):
-            yield self.page_request(lst, number + api.first_page - 1)
-
-    def next_page(self, lst: ListDef, api: JsonApiDef, number: int) -> Iterator[scrapy.Request]:
-        """The page after a full one, when no count was declared; at ``max_pages`` the list
-        may go on unseen, so the run cannot vouch for it."""
-        if api.max_pages is not None and number >= api.max_pages:
-            raise MalformedPage(
-                f"{lst.id}: page {number} is full and max_pages is {api.max_pages}: "
-                "the list may go on beyond what was read"
-            )
-        yield self.page_request(lst, number + api.first_page)
+        yield list_page(self.source_id, list_id, number, read, ref)
+        yield from following(lst, api, number, read, self.page_request)
+        yield from entries(self, list_id, number, api, read, ref)
 
     def read_json(self, response: Response, api: JsonApiDef) -> Any:
         """The answer as JSON, after the declared success check."""
@@ -240,33 +292,10 @@ class JsonApiSpider(PortalSpider):
             text = response.body.decode(api.encoding) if api.encoding else response.text
         except (UnicodeDecodeError, AttributeError) as exc:
             raise MalformedPage(f"body is not {api.encoding or 'text'}: {exc}") from exc
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            start = " ".join(text.split())[:80]
-            raise MalformedPage(f"not JSON ({exc}): {start!r}") from exc
-        if api.success is not None:
-            value = at_path(document, api.success.path)
-            if value is _MISSING or value not in api.success.equals:
-                shown = "missing" if value is _MISSING else repr(value)
-                start = json.dumps(document, ensure_ascii=False)[:200]
-                raise RefusedAnswer(
-                    f"{api.success.path} is {shown}, not {api.success.equals}: {start}",
-                    api.success.outcome,
-                )
-        return document
-
-    @staticmethod
-    def declared(document: Any, path: str | None) -> int | None:
-        if path is None:
-            return None
-        value = at_path(document, path)
-        if value is _MISSING:
-            raise LayoutDrift(f"the answer has no {path!r}")
-        return _count(value, path)
+        return parse_answer(text, api)
 
 
-def _query_text(value: Any) -> str:
+def query_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)

@@ -10,13 +10,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from core.registry import RegistryError, get_source, load_registry
 from core.schema import RECORD_FIELDS
 from export.formats import write_csv, write_jsonl
 from export.snapshots import MANIFEST, SnapshotError, write_snapshot
-from pipeline.cli.console import connect, err, fail, out, parse_date
+from pipeline.cli.console import JsonFlag, connect, err, fail, listing, out, parse_date
 from storage.asof import DIFF_FIELDS, export_records
 from storage.asof import diff as diff_lists
 from storage.engine import (
@@ -42,10 +41,10 @@ def export(
         src = get_source(source)
         lists = [src.list(list_).id] if list_ else list(src.list_ids)
     except RegistryError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     if format not in ("jsonl", "csv"):
         raise fail("--format is jsonl or csv")
-    with connect() as conn:
+    with connect(reading=True) as conn:
         records, unvouched = export_records(conn, src.id, lists, include_removed=include_removed)
     for list_id in unvouched:
         err.print(f"[yellow]warning:[/yellow] {list_id} has no healthy run yet; none exported")
@@ -83,7 +82,7 @@ def _sources_and_lists(source: str, list_: list[str] | None) -> tuple[list[str],
             found.append(matches[0])
         return sources, found
     except RegistryError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
 
 
 @app.command()
@@ -109,7 +108,7 @@ def snapshot(
     sources, lists = _sources_and_lists(source, list_)
     when = parse_date(as_of, "--as-of")
     try:
-        with connect() as conn:
+        with connect(reading=True) as conn:
             manifest = write_snapshot(
                 conn, out_dir, sources=sources, lists=lists or None, as_of=when, fmt=format,
                 redact=redact, bom=bom, raw=raw,
@@ -130,8 +129,8 @@ def snapshot(
     out.print(f"wrote {len(manifest['files'])} file(s) and {MANIFEST} to {out_dir}")
 
 
-def _diff_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("change", "list", "entity", "case / title", "status", "cause / fields")
+def _diff_table(rows: list[dict[str, Any]]) -> Any:
+    table = listing("change", "list", "entity", "case / title", "status", "cause / fields")
     for row in rows:
         status = f"{row['status_from'] or '—'} → {row['status_to'] or '—'}"
         detail = row["cause"] or ""
@@ -161,6 +160,7 @@ def diff(
     raw: Annotated[
         bool, typer.Option(help="CSV: cells verbatim, even those a spreadsheet runs as formulas.")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Entries added, removed (with the cause) and changed (field by field) between two dates."""
     if source == "all":
@@ -168,12 +168,14 @@ def diff(
     sources, lists = _sources_and_lists(source, list_)
     if format not in ("table", "jsonl", "csv"):
         raise fail("--format is table, jsonl or csv")
+    if as_json:
+        format = "jsonl"
     start, end = parse_date(from_, "--from"), parse_date(to, "--to")
     assert start is not None and end is not None
     if start > end:
         raise fail("--from is after --to")
     wanted = lists or list(get_source(sources[0]).list_ids)
-    with connect() as conn:
+    with connect(reading=True) as conn:
         rows, runs = diff_lists(conn, sources[0], wanted, start, end)
     for list_id, (before, after) in runs.items():
         err.print(

@@ -8,14 +8,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from alerts.channels import ChannelError, parse_channel
 from alerts.feed import feed_document
 from alerts.messages import sample_message
 from alerts.sender import send_pending
 from alerts.subscriptions import Subscription
-from pipeline.cli.console import connect, err, fail, out
+from pipeline.cli.console import JsonFlag, connect, err, fail, listing, out, print_json_lines
 from storage.engine import (
     get_engine,
     upgrade,
@@ -60,6 +59,7 @@ def alerts_retry(
     upgrade()
     statuses = ("blocked", "failed") if failed else ("blocked",)
     with get_engine().begin() as conn:
+        _known_subscription(conn, subscription)
         count = requeue(conn, statuses, subscription, datetime.now(UTC))
     out.print(f"{count} alert(s) back to pending")
 
@@ -81,21 +81,48 @@ def alerts_test(
 def alerts_log(
     subscription: Annotated[str | None, typer.Option(help="Only this subscription.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: JsonFlag = False,
 ) -> None:
     """What went where, when, with what result."""
-    table = Table(
+    with connect() as conn:
+        _known_subscription(conn, subscription)
+        rows = alert_log(conn, subscription, limit)
+    if as_json:
+        print_json_lines(
+            {
+                "id": row.id, "kind": row.kind, "about": _about(row),
+                "subscription": row.subscription, "channel": row.channel,
+                "status": row.status, "attempts": row.attempts, "run_id": row.run_id,
+                "event_ids": row.event_ids or [], "created_at": row.created_at,
+                "delivered_at": row.delivered_at, "receipt": row.receipt,
+                "last_error": row.last_error,
+            }
+            for row in rows
+        )  # fmt: skip
+        return
+    table = listing(
         "id", "about", "subscription", "channel", "status", "tries", "delivered (UTC)", "result"
     )
-    with connect() as conn:
-        for row in alert_log(conn, subscription, limit):
-            cells = (
-                str(row.id), _about(row), row.subscription, row.channel, row.status,
-                str(row.attempts),
-                row.delivered_at.strftime("%Y-%m-%d %H:%M:%S") if row.delivered_at else "—",
-                row.receipt or row.last_error or "",
-            )  # fmt: skip
-            table.add_row(*map(escape, cells))  # receipts quote servers, not rich markup
+    for row in rows:
+        cells = (
+            str(row.id), _about(row), row.subscription, row.channel, row.status,
+            str(row.attempts),
+            row.delivered_at.strftime("%Y-%m-%d %H:%M:%S") if row.delivered_at else "—",
+            row.receipt or row.last_error or "",
+        )  # fmt: skip
+        table.add_row(*map(escape, cells))  # receipts quote servers, not rich markup
     out.print(table)
+
+
+def _known_subscription(conn: Any, subscription: str | None) -> None:
+    """A usage error (exit 2) naming the subscriptions when ``subscription`` is none of them."""
+    if subscription is None:
+        return
+    known = [row.id for row in subscription_rows(conn)]
+    if subscription not in known:
+        raise fail(
+            escape(f"no subscription {subscription!r} (known: {', '.join(known) or 'none'})")
+        )
 
 
 def _about(row: Any) -> str:
@@ -117,9 +144,8 @@ def feed(
 ) -> None:
     """Write a subscription's alerts as an Atom feed (newest first)."""
     with connect() as conn:
-        row = next((r for r in subscription_rows(conn) if r.id == subscription), None)
-        if row is None:
-            raise fail(f"no subscription {subscription!r}")
+        _known_subscription(conn, subscription)
+        row = next(r for r in subscription_rows(conn) if r.id == subscription)
         data = feed_document(conn, Subscription.from_dict(row.data))
     out_path.write_bytes(data)
     out.print(f"wrote {out_path}")

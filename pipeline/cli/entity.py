@@ -7,14 +7,13 @@ listed and delisted, the cause, and the evidence (source page, archived response
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.cli.console import connect, fail, out
+from pipeline.cli.console import JsonFlag, connect, fail, listing, out, print_json_lines
 from storage.entities import Entity, find
 
 app = typer.Typer()
@@ -32,12 +31,12 @@ def _describe(entity: Entity) -> str:
 
 
 def _table(entity: Entity) -> Table:
-    table = Table(title=escape(_describe(entity)), title_justify="left")
-    for column in ("list", "kind", "entry", "status", "listed", "delisted", "cause"):
-        table.add_column(column)
-    table.add_column("evidence", overflow="fold")  # a URL and a hash, never cut short
-    for listing in entity.listings:
-        s = listing.summary
+    table = listing(
+        "list", "kind", "entry", "status", "listed", "delisted", "cause", "evidence",
+        title=escape(_describe(entity)), title_justify="left",
+    )  # fmt: skip
+    for entry in entity.listings:
+        s = entry.summary
         evidence = " ".join(
             x for x in (s["source_url"], s["raw_sha256"] and f"sha256:{s['raw_sha256']}") if x
         )
@@ -75,6 +74,7 @@ def entity(
         ),
     ] = None,
     format_: Annotated[str, typer.Option("--format", help="table or jsonl.")] = "table",
+    as_json: JsonFlag = False,
 ) -> None:
     """Every list an organisation is or was on, across all sources, with dates and evidence.
 
@@ -87,7 +87,7 @@ def entity(
         raise fail(f"--format is one of {', '.join(FORMATS)} (got {format_!r})")
     if region is not None and not (region.isdigit() and 2 <= len(region) <= 6):
         raise fail(f"--region takes a GB/T 2260 code or prefix of 2 to 6 digits (got {region!r})")
-    with connect() as conn:
+    with connect(reading=True) as conn:
         found = find(conn, query.strip(), region)
     if not found:
         where = f" in region {region}" if region else ""
@@ -95,9 +95,9 @@ def entity(
     if len(found) > 1:
         raise fail(escape(_narrowing(query, found)), code=1)
     (one,) = found
-    if format_ == "jsonl":
-        for listing in one.listings:
-            line = {"entity": one.key, **listing.summary, "events": listing.events}
-            print(json.dumps(line, ensure_ascii=False, sort_keys=False))
+    if as_json or format_ == "jsonl":
+        print_json_lines(
+            {"entity": one.key, **entry.summary, "events": entry.events} for entry in one.listings
+        )
         return
     out.print(_table(one))

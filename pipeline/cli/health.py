@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,8 +10,8 @@ from rich.markup import escape
 
 from core.clock import SHANGHAI
 from core.registry import RegistryError, get_source, load_registry
-from pipeline.cli.console import connect, fail, out
-from storage.runs import recent_runs, run_lists, run_summary
+from pipeline.cli.console import connect, fail, out, print_json, run_report
+from storage.runs import recent_runs
 from storage.source_state import source_state
 
 COLOURS = {
@@ -21,57 +20,12 @@ COLOURS = {
     "degraded": "yellow",
     "running": "cyan",
     "fetched": "cyan",
+    "void": "dim",  # the wrong cassette: not counted
 }
 
 
 def _local(value: Any) -> str | None:
     return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if value else None
-
-
-def _problems(findings: list[dict[str, Any]] | None) -> list[str]:
-    """What made a list unhealthy, in short: outcome names and broken checks, once each."""
-    labels: list[str] = []
-    for finding in findings or []:
-        label = finding.get("outcome") or finding.get("check") or "?"
-        if finding.get("field"):
-            label = f"{label}:{finding['field']}"
-        if label not in labels:
-            labels.append(label)
-    return labels
-
-
-def run_report(conn: Any, run: Any) -> dict[str, Any]:
-    """One run as ``health --json`` shows it."""
-    summary = run_summary(run)
-    return {
-        "run_id": run.run_id,
-        "seq": run.seq,
-        "mode": run.mode,
-        "state": run.state,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "started_at_shanghai": (
-            run.started_at.astimezone(SHANGHAI).isoformat() if run.started_at else None
-        ),
-        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
-        "error": run.error,
-        "pages": run.pages,
-        "records": run.records,
-        "lists": [
-            {
-                "list": row.list,
-                "health": row.health,
-                "records": row.records,
-                "pages": row.pages,
-                "rows_seen": row.rows_seen,
-                "rows_declared": row.rows_declared,
-                "problems": _problems(row.findings),
-                "findings": row.findings or [],
-            }
-            for row in run_lists(conn, run.run_id)
-        ],
-        "outcomes": {name: value.count for name, value in summary.outcomes.items()},
-        "events": dict(summary.events),
-    }
 
 
 def source_report(conn: Any, source: Any, runs: int) -> dict[str, Any]:
@@ -163,11 +117,11 @@ def health(
     try:
         sources = [get_source(source)] if source else list(load_registry().values())
     except RegistryError as exc:
-        raise fail(str(exc)) from None
-    with connect() as conn:
+        raise fail(escape(str(exc))) from None
+    with connect(reading=True) as conn:
         reports = [source_report(conn, src, runs) for src in sources]
     if as_json:
-        typer.echo(json.dumps({"sources": reports}, ensure_ascii=False, indent=2))
+        print_json({"sources": reports})
         return
     for index, report in enumerate(reports):
         if index:

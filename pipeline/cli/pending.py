@@ -9,18 +9,25 @@ holding run, and their alerts queued) or discards them (no event; absences count
 from __future__ import annotations
 
 import getpass
-import json
 import os
 from collections import Counter
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from alerts.outbox import enqueue_run
 from core.clock import SHANGHAI
 from core.registry import RegistryError, get_source, load_registry
-from pipeline.cli.console import connect, fail, out
+from pipeline.cli.console import (
+    connect,
+    fail,
+    hint_if_empty,
+    known_source,
+    listing,
+    out,
+    print_json_lines,
+)
 from storage.pending import STATES, Selection, discard, list_pending, release
 
 app = typer.Typer(
@@ -65,7 +72,7 @@ def _resolve_list(list_ref: str | None, source: str | None) -> str | None:
             if lst.short_id == list_ref
         ]
     except RegistryError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     if len(found) != 1:
         where = f"lists {', '.join(found)}" if found else "no list"
         raise fail(f"--list {list_ref!r} names {where}: give the full id or --source")
@@ -75,6 +82,7 @@ def _resolve_list(list_ref: str | None, source: str | None) -> str | None:
 def _selection(run: str | None, list_ref: str | None, source: str | None, everything: bool):
     if not (run or list_ref or everything):
         raise fail("say which held delistings: --run RUN, --list LIST or --all")
+    known_source(source)
     return Selection(
         run_id=run,
         list_id=_resolve_list(list_ref, source),
@@ -135,6 +143,8 @@ def pending_list(
         raise fail(f"--state is one of {', '.join(STATES)} or all")
     list_id = _resolve_list(list_ref, source)
     with connect() as conn:
+        source = known_source(source, conn)
+        hint_if_empty(conn)
         rows = list_pending(
             conn,
             source=source,
@@ -143,8 +153,7 @@ def pending_list(
             state=None if state == "all" else state,
         )
     if as_json:
-        for row in rows:
-            typer.echo(json.dumps(_row_json(row), ensure_ascii=False))
+        print_json_lines(map(_row_json, rows))
         return
     if not rows:
         out.print(f"no {'' if state == 'all' else state + ' '}held delistings")
@@ -152,7 +161,7 @@ def pending_list(
     groups: dict[tuple[str, str, str], list[Any]] = {}
     for row in rows:
         groups.setdefault((row.run_id, row.list, row.state), []).append(row)
-    table = Table("held by run", "held at (Shanghai)", "list", "state", "entries", "guard")
+    table = listing("held by run", "held at (Shanghai)", "list", "state", "entries", "guard")
     for (run_id, list_id_, row_state), members in groups.items():
         kinds = Counter(m.status_before for m in members)
         guard = members[0].guard or {}
@@ -166,12 +175,14 @@ def pending_list(
         table.add_row(run_id, _local(members[0].held_at), list_id_, row_state, count, measure)
     out.print(table)
     if entries:
-        detail = Table("run", "list", "record_key", "entity", "was", "state", "decided")
+        detail = listing("run", "list", "record_key", "entity", "was", "state", "decided")
         for row in rows:
             decided = f"{_local(row.decided_at)} {row.decided_by or ''}".strip()
             detail.add_row(
-                row.run_id, row.list, row.record_key, row.entity_name or "—",
-                row.status_before, row.state, decided if row.decided_at else "—",
+                *map(escape, (
+                    row.run_id, row.list, row.record_key, row.entity_name or "—",
+                    row.status_before, row.state, decided if row.decided_at else "—",
+                ))
             )  # fmt: skip
         out.print(detail)
 

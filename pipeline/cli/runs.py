@@ -10,13 +10,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from alerts.render import event_line
 from core.clock import SHANGHAI
+from core.health import VOID
 from core.registry import RegistryError, get_source
 from export.formats import write_jsonl
-from pipeline.cli.console import connect, err, fail, out
+from pipeline.cli.console import (
+    JsonFlag,
+    connect,
+    err,
+    fail,
+    hint_if_empty,
+    known_source,
+    listing,
+    out,
+    print_json_lines,
+    run_report,
+)
+from pipeline.preflight import unreachable_reason
 from pipeline.run import CrawlError, CrawlSpec, crawl
 from storage.announcements import list_announcements
 from storage.archive import NotArchived, get_response
@@ -24,9 +37,11 @@ from storage.engine import (
     get_engine,
 )
 from storage.events import query_events
-from storage.runs import get_run, list_runs, run_lists, run_summary
+from storage.runs import UnknownRun, get_run, list_runs, run_lists, run_summary
 
 app = typer.Typer()
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"  # the checkout's cassettes
 
 
 @app.command("crawl")
@@ -81,19 +96,44 @@ def crawl_cmd(
             interactive=interactive,
         )
     except (RegistryError, CrawlError) as exc:
-        raise fail(str(exc)) from None
-    if interactive:  # no spinner over a captcha prompt
-        out.print(f"crawling {source} ({mode}); a captcha, if asked, is shown here…")
-        run_id = crawl(spec)
-    else:
-        with out.status(f"crawling {source} ({mode})…") as status:
-            run_id = crawl(
-                spec, progress=lambda n: status.update(f"crawling {source}: {n} responses")
-            )
-    print_run(run_id, with_events=True)
+        raise fail(escape(str(exc))) from None
+    try:
+        if interactive:  # no spinner over a captcha prompt
+            out.print(f"crawling {source} ({mode}); a captcha, if asked, is shown here…")
+            run_id = crawl(spec)
+        else:
+            with out.status(f"crawling {source} ({mode})…") as status:
+                run_id = crawl(
+                    spec, progress=lambda n: status.update(f"crawling {source}: {n} responses")
+                )
+    except CrawlError as exc:  # refused before any run was made (a wrong cassette)
+        raise fail(escape(str(exc))) from None
     with get_engine().connect() as conn:
-        if get_run(conn, run_id).state in ("failed", "aborted"):
-            raise typer.Exit(1)
+        run = get_run(conn, run_id)
+    down = unreachable_reason(run)
+    if run.state == VOID:
+        raise fail(escape(f"{run.error} (run {run_id} is void: `health` does not count it)"))
+    if down is not None:
+        raise fail(
+            escape(f"{down} — no network? use --replay CASSETTE")
+            + escape(_example_cassette(source))
+            + f" (run {run_id} failed)",
+            code=1,
+        )
+    print_run(run_id, with_events=True)
+    if run.state in ("failed", "aborted"):
+        raise typer.Exit(1)
+
+
+def _example_cassette(source: str) -> str:
+    """``, e.g. fixtures/<source>/<day1>.yaml`` when the checkout ships cassettes of it."""
+    shipped = sorted((FIXTURES / source).glob("*.yaml"))
+    if not shipped:
+        return ""
+    path = shipped[0]
+    if path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())
+    return f", e.g. --replay {path}"
 
 
 def print_run(run_id: str, with_events: bool) -> None:
@@ -186,11 +226,23 @@ def probe(
 
 
 @app.command()
-def runs(source: Annotated[str | None, typer.Option(help="Only this source.")] = None) -> None:
+def runs(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
     """Recent runs with their health and counts."""
-    table = Table("run", "mode", "state", "clock (UTC)", "pages", "records", "events", "lists")
     with connect() as conn:
-        for run in list_runs(conn, source):
+        source = known_source(source, conn)
+        hint_if_empty(conn)
+        found = list_runs(conn, source, limit)
+        if as_json:
+            print_json_lines(run_report(conn, run) for run in found)
+            return
+        table = listing(
+            "run", "mode", "state", "clock (UTC)", "pages", "records", "events", "lists"
+        )
+        for run in found:
             health = ", ".join(
                 f"{r.list.split('.', 1)[-1]}:{r.health}" for r in run_lists(conn, run.run_id)
             )
@@ -209,9 +261,22 @@ def changes(
         str | None, typer.Option(help="Asia/Shanghai date (YYYY-MM-DD), inclusive.")
     ] = None,
     run: Annotated[str | None, typer.Option(help="Only events of this run id.")] = None,
+    include_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--include-baseline",
+            help="Also the `listed` events of each list's first run (its baseline: what was "
+            "already there, not news); hidden by default.",
+        ),
+    ] = False,
     format: Annotated[str, typer.Option(help="table or jsonl.")] = "table",
+    as_json: JsonFlag = False,
 ) -> None:
-    """Change events as schema objects."""
+    """Change events as schema objects: listings, delistings, relistings, modifications.
+
+    A list's first run raises a `listed` event for every entry already there (its baseline,
+    `baseline: true`); those are hidden unless --include-baseline, and the output says how
+    many were (on stderr with --json or --format jsonl)."""
     since_at = None
     if since:
         try:
@@ -221,20 +286,36 @@ def changes(
     if format not in ("table", "jsonl"):
         raise fail("--format is table or jsonl")
     with connect() as conn:
+        source = known_source(source, conn)
+        if run is not None:
+            try:
+                get_run(conn, run)
+            except UnknownRun as exc:
+                raise fail(escape(str(exc))) from None
+        hint_if_empty(conn)
         events = list(query_events(conn, source=source, run_id=run, since=since_at))
-    if format == "jsonl":
-        write_jsonl(events, sys.stdout)
+    shown = events if include_baseline else [e for e in events if not e["baseline"]]
+    hidden = len(events) - len(shown)
+    note = f"{hidden} baseline listing(s) hidden: --include-baseline shows them"
+    if as_json or format == "jsonl":
+        write_jsonl(shown, sys.stdout)
+        if hidden:
+            err.print(note, markup=False, highlight=False)
         return
-    table = Table("at", "event", "list", "entity", "case / title", "cause / changes")
-    for e in events:
+    table = listing("at (UTC)", "event", "list", "entity", "case / title", "cause / changes")
+    for e in shown:
         detail = e["cause"] or (", ".join(e["changes"]) if e["changes"] else "")
         if e["baseline"]:
             detail = "baseline"
         table.add_row(
-            e["at"][:19], e["event"], e["list"], e["entity_name"] or "",
-            e["case_number"] or e["title"] or "", detail,
+            *map(escape, (
+                e["at"][:19].replace("T", " "), e["event"], e["list"], e["entity_name"] or "",
+                e["case_number"] or e["title"] or "", detail,
+            ))
         )  # fmt: skip
     out.print(table)
+    footer = f"{len(shown)} event(s)"
+    out.print(f"{footer}; {note}" if hidden else footer, markup=False, highlight=False)
 
 
 @app.command()
@@ -243,20 +324,34 @@ def announcements(
     state: Annotated[
         str | None, typer.Option(help="Only this state: read, needs_transcription, failed.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Announcements read so far, newest reading first: what each gave, or why it failed."""
     try:
         if get_source(source).announcements is None:
             raise fail(f"{source} does not publish announcements")
     except RegistryError as exc:
-        raise fail(str(exc)) from None
-    table = Table("run", "published", "kind", "state", "rows", "title", "url / problem")
-    with connect() as conn:
-        for item in list_announcements(conn, source, state):
-            table.add_row(
+        raise fail(escape(str(exc))) from None
+    with connect(reading=True) as conn:
+        items = list(list_announcements(conn, source, state))
+    if as_json:
+        print_json_lines(
+            {
+                "run_id": item.run_id, "published_on": item.published_on, "kind": item.kind,
+                "state": item.state, "rows": item.rows, "title": item.title, "url": item.url,
+                "error": item.error,
+            }
+            for item in items
+        )  # fmt: skip
+        return
+    table = listing("run", "published", "kind", "state", "rows", "title", "url / problem")
+    for item in items:
+        table.add_row(
+            *map(escape, (
                 item.run_id, str(item.published_on or "—"), item.kind, item.state,
                 str(item.rows), item.title, item.error or item.url,
-            )  # fmt: skip
+            ))
+        )  # fmt: skip
     out.print(table)
 
 

@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from core.clock import TIMEZONE_NAME
 from core.registry import broken_sources
-from pipeline.cli.console import err, fail, out
+from pipeline.cli.console import err, fail, listing, out, print_json_lines
 
 
 def _settings(pairs: list[str] | None) -> dict[str, str]:
@@ -137,24 +135,19 @@ def _logging(verbose: bool) -> None:
 
 
 def _print_rows(rows: list[dict[str, object]], as_json: bool) -> None:
-
     if as_json:
-        for row in rows:
-            out.print_json(json.dumps(row, ensure_ascii=False), indent=None)
+        print_json_lines(rows)
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("job", "next run", "trigger", "status", "mode", "last run"):
-        table.add_column(column, no_wrap=True)
+    table = listing(
+        "job", "next run", "trigger", "status", "mode", "last run", box=None, pad_edge=False
+    )
     for row in rows:
         table.add_row(
-            str(row["id"]),
-            str(row["next_run"] or "—"),
-            str(row["trigger"] or "—"),
-            str(row["status"]),
-            str(row["mode"] or "—")
-            + (f" {Path(str(row['cassette'])).name}" if row["cassette"] else ""),
-            str(row["last_run"] or "—"),
-        )
+            *map(escape, (
+                str(row["id"]), str(row["next_run"] or "—"), str(row["trigger"] or "—"),
+                str(row["status"]), _mode(row), str(row["last_run"] or "—"),
+            ))
+        )  # fmt: skip
     out.print(table)
 
 

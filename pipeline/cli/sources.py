@@ -26,6 +26,7 @@ from core.registry import (
     SOURCE_FILE,
     ListKind,
     RegistryError,
+    SourceDef,
     broken_sources,
     load_registry,
     parse_source,
@@ -181,18 +182,26 @@ app = typer.Typer(
 )
 
 
+def family_of(source: SourceDef) -> str:
+    """The platform and the spider serving it: ``xygs (html_list)``; ``own spider`` when the
+    source's room holds its spider."""
+    spider = source.spider or "own spider"
+    return f"{source.platform} ({spider})" if source.platform else spider
+
+
 @app.callback()
 def sources(ctx: typer.Context) -> None:
     """List the declared sources and their lists. Declarations that do not load are listed
     on stderr (file, line, problem) and make the exit status 1: the others still run."""
     if ctx.invoked_subcommand is not None:
         return
-    table = Table("source", "name", "jurisdiction", "lists", "schedule")
+    table = Table("source", "name", "jurisdiction", "family", "lists", "schedule")
     for source in load_registry().values():
         table.add_row(
             source.id,
             f"{source.name_zh}\n{source.name_en}",
             f"{source.jurisdiction} ({source.region_code})",
+            family_of(source),
             "\n".join(f"{lst.id} [{lst.list_kind}]" for lst in source.lists),
             f"{source.cron} {source.timezone}",
         )

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from alerts.channels import parse_channel
 from alerts.subscriptions import Subscription, load_file
 from core.clock import TIMEZONE_NAME
-from pipeline.cli.console import connect, fail, out
+from pipeline.cli.console import JsonFlag, connect, fail, listing, out, print_json_lines
 from storage.engine import (
     get_engine,
     upgrade,
@@ -104,30 +103,34 @@ def watch_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
 
 
 @app.command("list")
-def watch_list() -> None:
+def watch_list(as_json: JsonFlag = False) -> None:
     """The subscriptions, what each follows and where it goes."""
-    table = Table("id", "follows", "scope", "mode", "lang", "channels", "origin")
     with connect() as conn:
-        for row in subscription_rows(conn):
-            d = row.data
-            follows = (
-                "; ".join(
-                    f"{name}: {', '.join(map(str, d[name]))}"
-                    for name in ("uscc", "names", "fuzzy_names", "keywords", "regions")
-                    if d.get(name)
-                )
-                or "whole lists"
-            )
-            scope = "; ".join(
-                f"{name}: {', '.join(d[name])}"
-                for name in ("sources", "lists", "list_kinds", "events")
+        rows = subscription_rows(conn)
+    if as_json:
+        print_json_lines({**row.data, "id": row.id, "origin": row.origin} for row in rows)
+        return
+    table = listing("id", "follows", "scope", "mode", "lang", "channels", "origin")
+    for row in rows:
+        d = row.data
+        follows = (
+            "; ".join(
+                f"{name}: {', '.join(map(str, d[name]))}"
+                for name in ("uscc", "names", "fuzzy_names", "keywords", "regions")
                 if d.get(name)
             )
-            cells = (
-                row.id, follows, scope, d["mode"], d["language"], "\n".join(d["channels"]),
-                row.origin or "",
-            )  # fmt: skip
-            table.add_row(*map(escape, cells))  # user text, not rich markup
+            or "whole lists"
+        )
+        scope = "; ".join(
+            f"{name}: {', '.join(d[name])}"
+            for name in ("sources", "lists", "list_kinds", "events")
+            if d.get(name)
+        )
+        cells = (
+            row.id, follows, scope, d["mode"], d["language"], "\n".join(d["channels"]),
+            row.origin or "",
+        )  # fmt: skip
+        table.add_row(*map(escape, cells))  # user text, not rich markup
     out.print(table)
 
 

@@ -2,10 +2,9 @@
 
 One Chromium page carries the whole run. The portal page is opened through scrapy-playwright,
 the site's own scripts set up the WAF session (cookies, the ``rcwCQitg`` token wrapper), and
-every API call is then made from inside that page (``crawlers.creditchina_page``), one at a
-time, at least ``CW_API_MIN_INTERVAL`` seconds apart. In replay and record modes the page is
-routed to the run's vcrpy cassette at page level (``crawlers.browser``) from the page init
-callback; nothing outside the cassette is sent.
+every API call is then made from inside that page, one at a time, at least
+``CW_API_MIN_INTERVAL`` seconds apart, the page routed to the run's cassette in replay and
+record modes (all shared with the other in-page spiders: ``crawlers.spiders.inpage``).
 
 In-page calls bypass Scrapy's downloader middlewares, so this spider archives each response
 and gives it its outcome itself, through the run context. Session-level refusals (412
@@ -24,17 +23,15 @@ portal page or the API stops the run before any call.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import scrapy
-from protego import Protego
 from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
@@ -43,9 +40,8 @@ from twisted.python.failure import Failure
 from core.items import ListPage, PageRef, RawEntry
 from core.outcomes import outcome_for_status
 from core.registry import ListDef
-from crawlers.browser import route_through_cassette
 from crawlers.captcha import CaptchaSolver, solver_from_settings
-from crawlers.cassette import CassetteBridge, crawl_mode
+from crawlers.cassette import crawl_mode
 from crawlers.creditchina_api import (
     CAPTCHA_CHECK,
     CAPTCHA_FIELD,
@@ -69,17 +65,14 @@ from crawlers.creditchina_api import (
     pages_to_read,
     subject_hits,
 )
-from crawlers.creditchina_page import PageFetch, fetch_in_page, launch_options, unreachable
 from crawlers.responses import outcome_for_exception
-from crawlers.runcontext import RunContext, run_context
-from crawlers.spiders.base import PortalSpider
+from crawlers.spiders.inpage import InPageSpider
 from crawlers.watchlist import WatchlistError, WatchSubject, load_watchlist
 
 logger = logging.getLogger(__name__)
 
 SESSION_LIST = "creditchina.session"  # bears on no list: see the module docstring
 WATCH_LOOKUP_LIST = "creditchina.watch"  # subject look-ups that went fine
-CALL_TIMEOUT_S = 30.0
 SEARCH_PAGE_SIZE = 10
 REPLAY_CHALLENGE_WAIT = 2.0
 
@@ -103,55 +96,32 @@ class WatchPages:
     declared: int = 0
 
 
-class CreditChinaSpider(PortalSpider):
+class CreditChinaSpider(InPageSpider):
     name = "creditchina"
     source_id: ClassVar[str] = "creditchina"
 
-    bridge: CassetteBridge | None = None
     solver: CaptchaSolver
-    mode: str = "live"
+
+    @classmethod
+    def navigation_timeout(cls) -> float:
+        return float(cls.source().raw.get("session", {}).get("navigation_timeout", 20.0))
+
+    @classmethod
+    def min_interval(cls) -> float:
+        return float(cls.source().raw.get("session", {}).get("min_interval", 10.0))
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
         session = cls.source().raw.get("session", {})
         replaying = crawl_mode(settings) == "replay"
-        handler = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
-        navigation_s = float(session.get("navigation_timeout", 20.0))
-        overrides: dict[str, Any] = {
-            "DOWNLOAD_HANDLERS": {"http": handler, "https": handler},
-            "PLAYWRIGHT_BROWSER_TYPE": "chromium",
-            "PLAYWRIGHT_LAUNCH_OPTIONS": launch_options(settings.getlist("CW_BROWSER_ARGS")),
-            "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": navigation_s * 1000,
-            "PLAYWRIGHT_MAX_CONTEXTS": 1,
-            "DOWNLOAD_TIMEOUT": max(navigation_s, 10.0),
-            "ROBOTSTXT_OBEY": False,  # read by the spider itself, see start()
-            "CW_API_MIN_INTERVAL": 0.0 if replaying else float(session.get("min_interval", 10.0)),
-            "CW_CHALLENGE_WAIT": (
-                REPLAY_CHALLENGE_WAIT if replaying else float(session.get("challenge_wait", 15.0))
-            ),
-        }
-        for name, value in overrides.items():
-            settings.set(name, value, priority="spider")
+        wait = REPLAY_CHALLENGE_WAIT if replaying else float(session.get("challenge_wait", 15.0))
+        settings.set("CW_CHALLENGE_WAIT", wait, priority="spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> CreditChinaSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        settings = crawler.settings
-        spider.mode = crawl_mode(settings)
-        if spider.mode != "live":
-            # One bridge for the page's routes and Scrapy's own requests (robots.txt). No
-            # playback repeats: a call answered once by a captcha and then by data is two
-            # recorded interactions, played in order.
-            spider.bridge = CassetteBridge.open(
-                settings["CW_CASSETTE"],
-                mode=spider.mode,  # type: ignore[arg-type]
-                match_on=settings.getlist("CW_CASSETTE_MATCH_ON") or None,
-                filter_query_parameters=settings.getlist("CW_CASSETTE_FILTER_QUERY"),
-                allow_playback_repeats=False,
-            )
-            crawler.cw_cassette = spider.bridge  # type: ignore[attr-defined]
-        spider.solver = solver_from_settings(settings)
+        spider.solver = solver_from_settings(crawler.settings)
         return spider
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -165,76 +135,27 @@ class CreditChinaSpider(PortalSpider):
         self.api_base: str = self.session_conf["api_base"]
         self.portal_url: str = self.session_conf["portal_url"]
         self.stopped = False
-        self.last_call: float | None = None
         self.nav_status: int | None = None
-
-    @property
-    def run(self) -> RunContext:
-        return run_context(self.crawler)
 
     # --- Session ------------------------------------------------------------------------------
 
-    async def start(self) -> AsyncIterator[scrapy.Request]:
-        if self.mode != "replay":
-            problem = await asyncio.to_thread(
-                unreachable,
-                [self.portal_url, self.api_base],
-                float(self.session_conf.get("connect_timeout", 5.0)),
-            )
-            if problem:
-                logger.error("creditchina: %s; nothing fetched", problem)
-                self.run.writer.add_fetch(
-                    url=self.portal_url, outcome="http_error", list_id=None, detail=problem
-                )
-                return
-        # robots.txt of both hosts first, then the portal page. Fetched here rather than by
-        # Scrapy's robots middleware so a WAF answer to them bears on no list (see SESSION_LIST).
-        yield self.robots_request([self.portal_url, self.api_base])
+    # robots.txt of both hosts first (see InPageSpider.start), then the portal page. Fetched by
+    # the spider rather than Scrapy's robots middleware so a WAF answer to them bears on no list.
+    robots_list = SESSION_LIST
 
-    def robots_request(self, pending: list[str]) -> scrapy.Request:
-        parts = urlsplit(pending[0])
-        return scrapy.Request(
-            f"{parts.scheme}://{parts.netloc}/robots.txt",
-            callback=self.parse_robots,
-            errback=self.robots_failed,
-            cb_kwargs={"pending": pending},
-            dont_filter=True,
-            meta={"cw_list": SESSION_LIST, "handle_httpstatus_all": True, "dont_retry": True},
-        )
+    def targets(self) -> list[str]:
+        return [self.portal_url, self.api_base]
 
-    def parse_robots(self, response: Response, pending: list[str]) -> Iterator[scrapy.Request]:
-        """Stop when robots.txt forbids what we came for; an unreadable one forbids nothing."""
-        target = pending[0]
-        if response.status == 200:
-            agent = str(self.settings.get("USER_AGENT") or "creditwatch")
-            rules = Protego.parse(response.body.decode("utf-8", "replace"))
-            if not rules.can_fetch(target, agent):
-                detail = f"forbidden by {response.url} for {agent.split()[0]}: {target}"
-                logger.error("creditchina: %s", detail)
-                self.file(target, "http_error", None, None, detail)
-                return
-        yield self.next_after_robots(pending[1:])
+    def connect_timeout(self) -> float:
+        return float(self.session_conf.get("connect_timeout", 5.0))
 
-    def robots_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
-        yield self.next_after_robots(failure.request.cb_kwargs["pending"][1:])  # type: ignore[attr-defined]
-
-    def next_after_robots(self, pending: list[str]) -> scrapy.Request:
-        if pending:
-            return self.robots_request(pending)
+    def portal_request(self) -> scrapy.Request:
         return scrapy.Request(
             self.portal_url,
             callback=self.parse_portal,
             errback=self.portal_failed,
             dont_filter=True,
-            meta={
-                "playwright": True,
-                "playwright_include_page": True,
-                "playwright_page_init_callback": self.init_page,
-                "playwright_page_goto_kwargs": {"wait_until": "load"},
-                "handle_httpstatus_all": True,
-                "dont_retry": True,
-                "cw_list": SESSION_LIST,
-            },
+            meta=self.page_meta(SESSION_LIST),
         )
 
     async def init_page(self, page: Any, request: scrapy.Request) -> None:
@@ -245,8 +166,7 @@ class CreditChinaSpider(PortalSpider):
                 self.nav_status = response.status
 
         page.on("response", on_response)
-        if self.bridge is not None:
-            await route_through_cassette(page, self.bridge)
+        await super().init_page(page, request)
 
     async def parse_portal(self, response: Response) -> AsyncIterator[Any]:
         page = response.meta["playwright_page"]
@@ -326,61 +246,6 @@ class CreditChinaSpider(PortalSpider):
         return False
 
     # --- API calls ----------------------------------------------------------------------------
-
-    def file(
-        self,
-        url: str,
-        outcome: str,
-        list_id: str | None,
-        status: int | None = None,
-        detail: str | None = None,
-        sha256: str | None = None,
-    ) -> None:
-        self.run.writer.add_fetch(
-            url=url,
-            outcome=outcome,
-            list_id=list_id,
-            status=status,
-            detail=detail[:1000] if detail else None,
-            sha256=sha256,
-        )
-
-    async def throttle(self) -> None:
-        """At least CW_API_MIN_INTERVAL seconds from one call's start to the next."""
-        interval = self.settings.getfloat("CW_API_MIN_INTERVAL")
-        if interval > 0 and self.last_call is not None:
-            wait = self.last_call + interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        self.last_call = time.monotonic()
-
-    async def fetch(
-        self, page: Any, url: str, method: str = "GET", form: dict[str, str] | None = None
-    ) -> tuple[PageFetch, str | None]:
-        """One throttled in-page call, archived; returns it with its body's sha256."""
-        await self.throttle()
-        misses = len(self.bridge.misses) if self.bridge else 0
-        got = await fetch_in_page(page, url, method=method, form=form, timeout_s=CALL_TIMEOUT_S)
-        if got.status is None:
-            if self.bridge and len(self.bridge.misses) > misses:
-                got = PageFetch(
-                    got.url, method, error=f"{got.error}; {self.bridge.misses[-1].explanation}"
-                )
-            return got, None
-        ctx = self.run
-        sha = hashlib.sha256(got.body).hexdigest()
-        fetched_at = ctx.observe_response(got.header("date"), from_cassette=self.mode == "replay")
-        ctx.writer.add_response(
-            url=got.url,
-            method=method,
-            status=got.status,
-            headers=[[name, value] for name, value in got.headers],
-            body=got.body,
-            sha256=sha,
-            fetched_at=fetched_at,
-            from_cassette=self.mode == "replay",
-        )
-        return got, sha
 
     async def list_page(self, page: Any, url: str, list_id: str) -> tuple[ListData, PageRef] | None:
         """One page of a paged API answer, or None (its outcome filed) when it cannot be
