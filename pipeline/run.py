@@ -184,20 +184,16 @@ def crawl(
             os.kill(os.getpid(), signal.SIGSTOP)
         finish_fetched(engine, run_id)
     elif state == "running":
+        # Status 0 with the run still open is Scrapy's graceful stop (SIGTERM) arriving
+        # before the spider opened: stopped like a kill, not broken like a crash.
         code = child.returncode
-        killed = code < 0
-        reason = (
-            f"killed by signal {-code}"
-            if killed
-            else f"exited with status {code} before finishing the run (see its log)"
-        )
-        fail_run(
-            engine,
-            run_id,
-            "aborted" if killed else "failed",
-            f"crawl process {reason}",
-            datetime.now(UTC),
-        )
+        if code < 0:
+            state, reason = "aborted", f"killed by signal {-code}"
+        elif code == 0:
+            state, reason = "aborted", "stopped before its spider opened (see its log)"
+        else:
+            state, reason = "failed", f"exited with status {code} before finishing the run"
+        fail_run(engine, run_id, state, f"crawl process {reason}", datetime.now(UTC))
     return run_id
 
 

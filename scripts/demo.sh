@@ -50,5 +50,5 @@ echo "== snapshot (Parquet, as of the newest healthy runs) =="
 .venv/bin/creditwatch snapshot all --format parquet --out "$CREDITWATCH_DATA_DIR/snapshots/latest"
 echo
 echo "Database: $CREDITWATCH_DATA_DIR/creditwatch.sqlite — try:"
-echo "  CREDITWATCH_DATA_DIR=$CREDITWATCH_DATA_DIR .venv/bin/creditwatch changes"
-echo "  CREDITWATCH_DATA_DIR=$CREDITWATCH_DATA_DIR .venv/bin/creditwatch serve    # then http://127.0.0.1:8000"
+echo "  .venv/bin/creditwatch --data-dir $CREDITWATCH_DATA_DIR changes"
+echo "  .venv/bin/creditwatch --data-dir $CREDITWATCH_DATA_DIR serve    # then http://127.0.0.1:8000"

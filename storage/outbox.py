@@ -64,6 +64,13 @@ def subscription_rows(conn: Connection) -> Sequence[Row[Any]]:
     return conn.execute(select(SUBSCRIPTIONS).order_by(SUBSCRIPTIONS.c.id)).all()
 
 
+def alert_subscriptions(conn: Connection) -> list[str]:
+    """Subscriptions that have alerts in the outbox, removed ones included: their alerts
+    are still delivered, so they can still be logged and retried."""
+    query = select(ALERTS.c.subscription).distinct().where(ALERTS.c.subscription.is_not(None))
+    return sorted(conn.execute(query).scalars())
+
+
 # --- what a run raised -------------------------------------------------------------------
 def run_event_context(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     """The run's events, each with its record as stored now, the list's health in the run

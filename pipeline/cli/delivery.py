@@ -21,6 +21,7 @@ from storage.engine import (
 )
 from storage.outbox import (
     alert_log,
+    alert_subscriptions,
     requeue,
     subscription_rows,
 )
@@ -114,11 +115,13 @@ def alerts_log(
     out.print(table)
 
 
-def _known_subscription(conn: Any, subscription: str | None) -> None:
-    """A usage error (exit 2) naming the subscriptions when ``subscription`` is none of them."""
+def _known_subscription(conn: Any, subscription: str | None, with_alerts: bool = True) -> None:
+    """A usage error (exit 2) naming the subscriptions when ``subscription`` is none of them;
+    unless ``with_alerts`` is off, a removed subscription whose alerts remain still counts."""
     if subscription is None:
         return
-    known = [row.id for row in subscription_rows(conn)]
+    removed_with_alerts = alert_subscriptions(conn) if with_alerts else []
+    known = sorted({row.id for row in subscription_rows(conn)}.union(removed_with_alerts))
     if subscription not in known:
         raise fail(
             escape(f"no subscription {subscription!r} (known: {', '.join(known) or 'none'})")
@@ -144,7 +147,7 @@ def feed(
 ) -> None:
     """Write a subscription's alerts as an Atom feed (newest first)."""
     with connect() as conn:
-        _known_subscription(conn, subscription)
+        _known_subscription(conn, subscription, with_alerts=False)
         row = next(r for r in subscription_rows(conn) if r.id == subscription)
         data = feed_document(conn, Subscription.from_dict(row.data))
     out_path.write_bytes(data)
