@@ -515,7 +515,7 @@ def test_pages_cover_the_list_once_and_links_keep_the_filters(
     whole = client.get(f"/lists/{WARNING}", params={"status": "all"})
     assert 'rel="next"' not in whole.text and 'rel="prev"' not in whole.text  # one page
 
-    monkeypatch.setattr("web.app.PER_PAGE", 4)  # HTML pages of 4 entries
+    monkeypatch.setattr("web.routes.lists.PER_PAGE", 4)  # HTML pages of 4 entries
     params = {"q": "厦门", "status": "all"}
     matching = keys(entries(client, WARNING, **params))
     assert len(matching) > 8

@@ -10,7 +10,7 @@ import html
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -137,12 +137,19 @@ def redacting(site: Site) -> TestClient:
 # -- helpers ------------------------------------------------------------------------------------
 
 
+def flat(routes: Sequence[Any]) -> Iterator[Any]:
+    """Routes with the routers the app includes (without prefix) opened up."""
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's included router
+        yield from flat(included.routes) if included is not None else (route,)
+
+
 def routes(app: FastAPI) -> list[tuple[str, str, list[str], list[str]]]:
     """Every route of the app: (its path as declared, a URL template, its path parameters,
     its query parameters). Only GET routes exist: a route with another method needs a walk
     of its own, so it fails here until it gets one."""
     out: list[tuple[str, str, list[str], list[str]]] = []
-    for route in app.routes:
+    for route in flat(app.routes):
         if isinstance(route, Mount):  # /static: one path parameter, the file
             out.append((route.path, route.path + "/{path}", list(route.param_convertors), []))
             continue
@@ -452,7 +459,7 @@ def test_every_error_goes_through_one_handler_with_the_security_headers(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the secret detail of a failure")
 
-    monkeypatch.setattr("web.app.load_registry", boom)
+    monkeypatch.setattr("web.routes.lists.load_registry", boom)
     answers["500"] = client.get("/", params={"lang": "en"})
     answers["500 api"] = client.get("/api/sources")
     answers["405 api"] = client.post("/api/sources")
