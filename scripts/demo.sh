@@ -32,12 +32,22 @@ then
 else
   echo "(no Chromium: skipping $in_browser; ./scripts/setup.sh --browser installs it)"
 fi
-for source in $national $cities; do
+# Two sources at a time (SQLite takes one writer at a time and each waits its turn, as under
+# the daemon); each source's two days in order, its output printed whole once all are done.
+logs="$CREDITWATCH_DATA_DIR/demo-logs"
+mkdir -p "$logs"
+replay_two_days() {
   for day in 1 2; do
-    echo "== $source day $day =="
-    .venv/bin/creditwatch crawl "$source" --replay "fixtures/$source/$source-day$day.yaml" --delist-after 1
-  done
-done
+    echo "== $1 day $day =="
+    .venv/bin/creditwatch crawl "$1" --replay "fixtures/$1/$1-day$day.yaml" --delist-after 1
+  done > "$logs/$1.txt" 2>&1
+}
+export -f replay_two_days
+export logs
+replayed=0
+printf '%s\n' $national $cities | xargs -P 2 -I{} bash -c 'replay_two_days "$1"' _ {} || replayed=$?
+for source in $national $cities; do cat "$logs/$source.txt"; done
+if [ "$replayed" -ne 0 ]; then echo "demo: a replay failed (see above)" >&2; exit 1; fi
 echo
 echo "== alerts =="
 .venv/bin/creditwatch alerts send
