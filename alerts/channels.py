@@ -38,10 +38,12 @@ Channel specs
     receivers expect; the timestamp is informational.
 
 ``feed:PATH``
-    The message becomes an Atom entry (id ``urn:creditwatch:alert:KEY``) in the file PATH,
-    newest first; an entry with the same id is replaced, so a redelivery changes nothing.
-    The file keeps its newest ``FEED_MAX_ENTRIES`` entries. ``write_atom`` writes a whole
-    feed (``creditwatch feed``).
+    The message becomes an Atom entry (id ``urn:creditwatch:alert:KEY``, ``alternate`` link
+    to the web app's page of the entity) in the file PATH, newest first; an entry with the
+    same id is replaced, so a redelivery changes nothing. The file keeps its newest
+    ``FEED_MAX_ENTRIES`` entries, is titled after the subscription (``feed_title``) and is
+    replaced atomically, mode 0644 whatever the umask (a web server publishes it).
+    ``write_atom`` writes a whole feed (``creditwatch feed``).
 
 anything else
     An apprise URL (``json://``, ``slack://``, ``tgram://``, ``dingtalk://``,
@@ -81,7 +83,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from alerts.messages import one_line
+from alerts.messages import one_line, web_url
 from alerts.model import AlertMessage
 
 FEED_MAX_ENTRIES = 500
@@ -420,11 +422,15 @@ def _entry_updated(message: AlertMessage, default: datetime) -> datetime:
 
 
 def atom_entry(message: AlertMessage, *, updated: datetime) -> ET.Element:
-    """One Atom entry: id from the key, title the subject, content the escaped HTML."""
+    """One Atom entry: id from the key, title the subject, content the escaped HTML, its
+    ``alternate`` link the web app's page (``message.link``), ``related`` the source page."""
     entry = ET.Element(_tag("entry"))
     _sub(entry, "id", entry_id(message.key))
     _sub(entry, "title", one_line(message.subject))
     _sub(entry, "updated", _atom_time(_entry_updated(message, updated)))
+    link = message.link or (message.data.get("link") if message.data else None)
+    if isinstance(link, str) and web_url(link):
+        _sub(entry, "link", rel="alternate", type="text/html", href=link)
     evidence = message.data.get("evidence") if message.data else None
     url = evidence.get("source_url") if isinstance(evidence, dict) else None
     if isinstance(url, str) and urlsplit(url).scheme in ("http", "https"):
@@ -437,12 +443,20 @@ def atom_entry(message: AlertMessage, *, updated: datetime) -> ET.Element:
 
 
 def _feed_bytes(
-    entries: Sequence[ET.Element], *, feed_id: str, title: str, updated: datetime
+    entries: Sequence[ET.Element],
+    *,
+    feed_id: str,
+    title: str,
+    updated: datetime,
+    links: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     feed = ET.Element(_tag("feed"))
     _sub(feed, "id", feed_id)
     _sub(feed, "title", one_line(title))
     _sub(feed, "updated", _atom_time(updated))
+    for rel, href in links:
+        if web_url(href):
+            _sub(feed, "link", rel=rel, href=href)
     author = _sub(feed, "author")
     _sub(author, "name", "creditwatch")
     _sub(feed, "generator", "creditwatch")
@@ -452,18 +466,44 @@ def _feed_bytes(
 
 
 def write_atom(
-    entries: Sequence[AlertMessage], *, feed_id: str, title: str, updated: datetime
+    entries: Sequence[AlertMessage],
+    *,
+    feed_id: str,
+    title: str,
+    updated: datetime,
+    links: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """A whole Atom 1.0 feed of ``entries`` in the order given (newest first, by convention).
 
     An entry's ``updated`` is its message's ``data["at"]`` when it has one, else ``updated``.
+    ``links`` are the feed's own (``rel``, http(s) ``href``): ``self``, ``alternate``.
     """
     return _feed_bytes(
         [atom_entry(m, updated=updated) for m in entries],
         feed_id=feed_id,
         title=title,
         updated=updated,
+        links=links,
     )
+
+
+FEED_MODE = 0o644  # a feed file is published: the web server's user reads it
+
+
+def replace_file(path: Path, data: bytes, mode: int = FEED_MODE) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file renamed over it), with
+    ``mode`` whatever the umask: readers never see half a feed, nor a file they cannot read."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -489,15 +529,9 @@ class FeedChannel:
                 others = [e for e in kept if e.findtext(_tag("id")) != own_id]
                 replaced = len(others) != len(kept)
                 entries = [new, *others][: self.max_entries]
+                title = message.feed_title or title
                 data = _feed_bytes(entries, feed_id=feed_id, title=title, updated=now)
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-                try:
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(data)
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                replace_file(self.path, data)
         except OSError as exc:
             raise ChannelError(f"feed {self.path}: {exc}", retryable=True) from exc
         return f"feed {self.path}: entry {'replaced' if replaced else 'added'}"

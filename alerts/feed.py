@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection
 
+from alerts import links
 from alerts.channels import write_atom
 from alerts.messages import event_message
 from alerts.model import MatchedEvent
@@ -27,9 +28,21 @@ from storage.outbox import subscription_alerts
 NAME_CRITERIA = ("name", "fuzzy_name")
 
 
-def feed_document(conn: Connection, subscription: Subscription, *, redact: bool = False) -> bytes:
+def feed_document(
+    conn: Connection,
+    subscription: Subscription,
+    *,
+    redact: bool = False,
+    base_url: str | None = None,
+    self_url: str | None = None,
+) -> bytes:
     """The whole feed, each entry ``redacted`` when the server redacts (the channels were told
-    the unredacted alert; a feed on a redacting server may be read by anyone)."""
+    the unredacted alert; a feed on a redacting server may be read by anyone).
+
+    Entries link to the web app at ``base_url`` (default: the subscription's, else
+    ``CREDITWATCH_BASE_URL``, else ``DEFAULT_BASE_URL``); a redacted entry links to the
+    person's pseudonymous page. ``self_url`` is where the feed itself is served."""
+    base = base_url or links.base_url(subscription.base_url)
     seen: set[str] = set()
     entries = []
     for row in reversed(subscription_alerts(conn, subscription.id)):
@@ -44,13 +57,17 @@ def feed_document(conn: Connection, subscription: Subscription, *, redact: bool 
                 subscription_id=subscription.id,
                 language=subscription.language,
                 key=alert_key(subscription.id, "feed", event_id),
+                base_url=base,
+                timezone=subscription.timezone,
             )
         )
+    own = [("alternate", f"{base}/")] + ([("self", self_url)] if self_url else [])
     return write_atom(
         entries,
         feed_id=f"urn:creditwatch:subscription:{subscription.id}",
-        title=f"creditwatch: {subscription.id}",
+        title=subscription.feed_title,
         updated=datetime.now(UTC),
+        links=own,
     )
 
 

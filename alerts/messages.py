@@ -24,17 +24,23 @@ the JSON body of webhooks. Why each medium is escaped the way it is:
      "events": [<SCHEMA.md event object, datetimes in ISO form>],
      "records": [<the record it is about, as stored>],
      "evidence": {"source_url", "raw_sha256", "run_id", "run_health", "fetched_at"},
-     "match": {"criterion", "value", "score"}}
+     "match": {"criterion", "value", "score"},
+     "link": <the web app's page of the entity>, "text": <the message as plain text>}
 
 A digest (``"kind": "digest"``) has the same keys with ``evidence`` and ``match`` as lists
-parallel to ``events``, plus ``"window": [start, end]`` and ``"counts"`` per event kind. A
-health message (``"kind": "health"``) has ``source``, ``problem``, ``detail`` and ``runs``.
+parallel to ``events``, plus ``"window": [start, end]``, ``"counts"`` per event kind and
+``"links"`` per event. A health message (``"kind": "health"``) has ``source``, ``problem``,
+``detail``, ``runs``, ``link`` and ``text``.
+
+Bodies are written for people: fields under their catalogue labels, values in words
+(``alerts.wording``: 罚款金额 1万元 → 5万元, local times with their zone, causes and
+enumeration codes worded), lists and sources by name, and links into the web app
+(``alerts.links``). Machine values stay in ``data``.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,8 +50,11 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from alerts.links import DEFAULT_BASE_URL, event_link, list_link, source_link
 from alerts.model import AlertMessage, EventContext, Evidence, Match, MatchedEvent
+from alerts.wording import cause_text, health_text, label, local_time, value_text
 from core.catalogue import LANGUAGES, Texts, check_language
+from core.clock import TIMEZONE_NAME
 from core.schema import EVENT_KINDS
 
 SECTION = "alerts"  # this module's texts in core/catalogue.yml
@@ -212,16 +221,24 @@ def _render_html(blocks: Sequence[Block], language: str) -> str:
 
 
 def _message(
-    blocks: Sequence[Block], *, key: str, subject: str, language: str, data: dict[str, Any]
+    blocks: Sequence[Block],
+    *,
+    key: str,
+    subject: str,
+    language: str,
+    data: dict[str, Any],
+    link: str,
 ) -> AlertMessage:
+    text = _render_text(blocks)
     return AlertMessage(
         key=key,
         subject=one_line(subject),
-        text=_render_text(blocks),
+        text=text,
         html=_render_html(blocks, language),
         markdown=_render_markdown(blocks),
-        data=data,
+        data={**data, "link": link, "text": text},
         language=language,
+        link=link,
     )
 
 
@@ -243,17 +260,6 @@ def _baseline_suffix(t: Texts) -> str:
     return t["baseline_suffix"].format(baseline=t.field("baseline"))
 
 
-def _str(value: Any, t: Texts) -> str:
-    """A value of any schema type as text: null as ``(none)``, lists and objects as JSON."""
-    if value is None:
-        return str(t["none"])
-    if isinstance(value, str):
-        return value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return json.dumps(jsonable(value), ensure_ascii=False)
-
-
 def _entity_name(ctx: EventContext) -> str:
     return ctx.event.get("entity_name") or ctx.record.get("entity_name") or "?"
 
@@ -267,8 +273,15 @@ def _list_id(ctx: EventContext) -> str:
 
 
 def _list_label(ctx: EventContext, language: str) -> str:
+    """The list's name in the reader's language (its id only when the registry lost it)."""
     name = ctx.list_name_zh if language == "zh" else (ctx.list_name_en or ctx.list_name_zh)
-    return f"{_list_id(ctx)} ({name})" if name else _list_id(ctx)
+    return name or _list_id(ctx)
+
+
+def _source_label(ctx: EventContext, language: str) -> str:
+    source = str(ctx.event.get("source") or ctx.record.get("source") or "?")
+    zh, en = ctx.source_name_zh, ctx.source_name_en
+    return (zh if language == "zh" else (en or zh)) or source
 
 
 def _evidence(ctx: EventContext) -> dict[str, Any]:
@@ -283,15 +296,24 @@ def _evidence(ctx: EventContext) -> dict[str, Any]:
 
 
 def _match_text(match: Match, t: Texts) -> str:
+    """Why the subscription matched; a whole list is named above, so not repeated here."""
     criterion = t.group("criterion").get(match.criterion, match.criterion)
+    if match.criterion == "list":
+        return criterion
     text = f"{criterion}: {match.value}"
     if match.score is not None:
         text += f" ({t['score']} {match.score:g})"
     return text
 
 
-def _event_fields(item: MatchedEvent, t: Texts, language: str) -> list[Block]:
-    """The body of one event: who, which list, what changed, why it matched, evidence."""
+# Record fields an alert shows under the entity, in this order, when they have a value.
+_RECORD_FIELDS = ("reason", "measure", "fine_yuan", "confiscated_yuan", "authority")
+_DATE_FIELDS = ("decided_on", "valid_until")
+
+
+def _event_fields(item: MatchedEvent, t: Texts, language: str, base: str, tz: str) -> list[Block]:
+    """The body of one event: who, which list, what changed, why it matched, where to look
+    in the web app, evidence."""
     ctx, event, record = item.context, item.context.event, item.context.record
     kind = _kind(ctx)
     who = [Field(t["entity"], _entity_name(ctx))]
@@ -302,21 +324,18 @@ def _event_fields(item: MatchedEvent, t: Texts, language: str) -> list[Block]:
     if record.get("id_number_masked"):
         who.append(Field(t.field("id_number_masked"), record["id_number_masked"], code=True))
     who.append(Field(t["list"], _list_label(ctx, language)))
-    who.append(Field(t["source"], str(event.get("source") or record.get("source") or "?")))
+    who.append(Field(t["source"], _source_label(ctx, language)))
     for name in ("case_number", "title"):
         value = event.get(name) or record.get(name)
         if value:
-            who.append(Field(t[name], _str(value, t)))
-    for name in ("reason", "measure", "authority", "decided_on", "valid_until"):
+            who.append(Field(t[name], value_text(name, value, t, tz)))
+    for name in (*_RECORD_FIELDS, *_DATE_FIELDS):
         if record.get(name) not in (None, ""):
-            who.append(Field(t[name], _str(record[name], t)))
+            who.append(Field(label(name, t), value_text(name, record[name], t, tz)))
     if kind == "delisted":
-        cause = event.get("cause")
-        explained = (t.word("cause", cause) or t["unknown"]) if cause else t["unknown"]
-        who.append(Field(t.field("cause"), f"{cause or '?'}: {explained}"))
+        who.append(Field(t.field("cause"), cause_text(event.get("cause"), t)))
     who.append(Field(t["match"], _match_text(item.match, t)))
-    who.append(Field(t["event_id"], str(event.get("event_id") or t["unknown"]), code=True))
-    who.append(Field(t["at"], _iso(event.get("at")) or t["unknown"]))
+    who.append(Field(t["at"], local_time(event.get("at"), t, tz) or t["unknown"]))
     blocks = [Block(fields=tuple(who))]
     if event.get("baseline"):
         blocks.append(Block(text=t["baseline_note"]))
@@ -325,11 +344,19 @@ def _event_fields(item: MatchedEvent, t: Texts, language: str) -> list[Block]:
         rows = []
         for name, pair in changes.items():
             old, new = pair if isinstance(pair, list | tuple) and len(pair) == 2 else (None, pair)
-            rows.append(Field(str(name), f"{_str(old, t)} → {_str(new, t)}"))
+            before, after = value_text(name, old, t, tz), value_text(name, new, t, tz)
+            rows.append(Field(label(str(name), t), f"{before} → {after}"))
         blocks.append(Block(level=3, text=t["changes"]))
         blocks.append(Block(fields=tuple(rows)))
+    blocks.append(
+        Block(
+            fields=(
+                Field(t["human_view_entity"], event_link(base, event), link=True),
+                Field(t["human_view_list"], list_link(base, _list_id(ctx)), link=True),
+            )
+        )
+    )
     ev = _evidence(ctx)
-    health = ev["run_health"]
     blocks.append(Block(level=3, text=t["evidence"]))
     blocks.append(
         Block(
@@ -337,22 +364,13 @@ def _event_fields(item: MatchedEvent, t: Texts, language: str) -> list[Block]:
                 Field(t["source_url"], ev["source_url"] or t["unknown"], link=True),
                 Field(t.field("raw_sha256"), ev["raw_sha256"] or t["unknown"], code=True),
                 Field(t.field("run_id"), str(ev["run_id"] or t["unknown"]), code=True),
-                Field(
-                    t["run_health"],
-                    _health_text(health, t),
-                ),
-                Field(t["fetched_at"], ev["fetched_at"] or t["unknown"]),
+                Field(t["run_health"], health_text(ev["run_health"], t)),
+                Field(t["fetched_at"], local_time(ev["fetched_at"], t, tz) or t["unknown"]),
+                Field(t["event_id"], str(event.get("event_id") or t["unknown"]), code=True),
             )
         )
     )
     return blocks
-
-
-def _health_text(health: str | None, t: Texts) -> str:
-    if not health:
-        return str(t["unknown"])
-    explained = t.group("health_note").get(health) or t.word("health", health) or health
-    return health if explained == health else f"{health} ({explained})"
 
 
 def _headline(item: MatchedEvent, t: Texts) -> str:
@@ -378,9 +396,16 @@ def _event_data(items: Sequence[MatchedEvent]) -> dict[str, Any]:
 
 
 def event_message(
-    item: MatchedEvent, *, subscription_id: str, language: str, key: str
+    item: MatchedEvent,
+    *,
+    subscription_id: str,
+    language: str,
+    key: str,
+    base_url: str = DEFAULT_BASE_URL,
+    timezone: str = TIMEZONE_NAME,
 ) -> AlertMessage:
-    """One event for one subscription: the alert of an ``instant`` subscription."""
+    """One event for one subscription: the alert of an ``immediate`` subscription. Links
+    point into the web app at ``base_url``; times are told in ``timezone``."""
     t = _texts(language)
     ctx = item.context
     kind = _kind(ctx)
@@ -388,8 +413,11 @@ def event_message(
     if ctx.event.get("baseline"):
         verb += _baseline_suffix(t)
     name = one_line(_entity_name(ctx), MAX_SUBJECT_NAME)
-    subject = f"[creditwatch] {verb} {one_line(_list_id(ctx), 80)}: {name}"
-    blocks = [Block(level=1, text=_headline(item, t)), *_event_fields(item, t, language)]
+    subject = f"[creditwatch] {verb} {one_line(_list_label(ctx, language), 80)}: {name}"
+    blocks = [
+        Block(level=1, text=_headline(item, t)),
+        *_event_fields(item, t, language, base_url, timezone),
+    ]
     blocks.append(_footer(t, subscription_id, key))
     data = {
         "kind": "event",
@@ -402,7 +430,8 @@ def event_message(
         "evidence": jsonable(_evidence(ctx)),
         "match": jsonable(asdict(item.match)),
     }
-    return _message(blocks, key=key, subject=subject, language=language, data=data)
+    link = event_link(base_url, ctx.event)
+    return _message(blocks, key=key, subject=subject, language=language, data=data, link=link)
 
 
 def _counts_text(counts: Counter[str], t: Texts) -> str:
@@ -415,6 +444,17 @@ def _counts_text(counts: Counter[str], t: Texts) -> str:
     return " · ".join(parts) + f" ({t['total'].format(n=sum(counts.values()))})"
 
 
+def _digest_link(items: Sequence[MatchedEvent], base: str) -> str:
+    """One entity's page, else one list's, else the start page: the narrowest that shows all."""
+    entities = {str(i.context.event.get("entity_id") or "") for i in items}
+    if len(entities) == 1 and "" not in entities:
+        return event_link(base, items[0].context.event)
+    lists = {_list_id(i.context) for i in items}
+    if len(lists) == 1:
+        return list_link(base, lists.pop())
+    return f"{base}/"
+
+
 def digest_message(
     items: Sequence[MatchedEvent],
     *,
@@ -422,17 +462,19 @@ def digest_message(
     language: str,
     key: str,
     window: tuple[datetime, datetime],
+    base_url: str = DEFAULT_BASE_URL,
+    timezone: str = TIMEZONE_NAME,
 ) -> AlertMessage:
     """Every event of a window in one message, grouped by list, counted per kind."""
     t = _texts(language)
     counts = Counter(_kind(i.context) for i in items)
-    start, end = (w.isoformat(timespec="minutes") for w in window)
     subject = (
         f"[creditwatch] {t['digest']} {one_line(subscription_id, 40)}: {_counts_text(counts, t)}"
     )
+    span = f"{local_time(window[0], t, timezone)} – {local_time(window[1], t, timezone)}"
     blocks = [
         Block(level=1, text=f"creditwatch {t['digest']}: {_counts_text(counts, t)}"),
-        Block(fields=(Field(t["window"], f"{start} – {end}"),)),
+        Block(fields=(Field(t["window"], span),)),
     ]
     groups: dict[str, list[MatchedEvent]] = {}
     for item in items:
@@ -444,7 +486,9 @@ def digest_message(
         blocks.append(Block(level=2, text=f"{label}: {_counts_text(group_counts, t)}"))
         for item in group:
             blocks.append(Block(level=3, text=_headline(item, t)))
-            blocks.extend(b for b in _event_fields(item, t, language) if not b.level)
+            blocks.extend(
+                b for b in _event_fields(item, t, language, base_url, timezone) if not b.level
+            )
     blocks.append(_footer(t, subscription_id, key))
     data = {
         "kind": "digest",
@@ -458,23 +502,63 @@ def digest_message(
         **_event_data(items),
         "evidence": [jsonable(_evidence(i.context)) for i in items],
         "match": [jsonable(asdict(i.match)) for i in items],
+        "links": [event_link(base_url, i.context.event) for i in items],
     }
-    return _message(blocks, key=key, subject=subject, language=language, data=data)
+    link = _digest_link(items, base_url)
+    return _message(blocks, key=key, subject=subject, language=language, data=data, link=link)
 
 
 # -- health ------------------------------------------------------------------------------------
 
 _RUN_ORDER = ("run_id", "state", "started_at", "ended_at", "error")
+_FINDING_ORDER = ("list", "url", "detail", "held", "active")
 
 
-def _run_fields(run: Mapping[str, Any], t: Texts) -> tuple[Field, ...]:
-    keys = [k for k in _RUN_ORDER if k in run] + [k for k in run if k not in _RUN_ORDER]
-    return tuple(Field(str(k), _str(run[k], t), code=k == "run_id") for k in keys)
+def _run_fields(run: Mapping[str, Any], t: Texts, tz: str) -> tuple[Field, ...]:
+    """A run's own fields, labelled in words; its findings are shown apart."""
+    keys = [k for k in _RUN_ORDER if k in run] + [
+        k for k in run if k not in _RUN_ORDER and k != "findings"
+    ]
+    labels = t.group("human_run")
+    out = []
+    for k in keys:
+        value = run[k]
+        if k == "state" and isinstance(value, str):
+            text = health_text(value, t)
+        else:
+            text = value_text(k, value, t, tz)
+        out.append(Field(labels.get(k, k), text, code=k == "run_id"))
+    return tuple(out)
+
+
+def _finding_fields(
+    finding: Mapping[str, Any], t: Texts, list_names: Mapping[str, str]
+) -> tuple[Field, ...]:
+    labels = t.group("human_finding")
+    out = []
+    for k in _FINDING_ORDER:
+        value = finding.get(k)
+        if value in (None, ""):
+            continue
+        if k == "list":
+            out.append(Field(labels[k], list_names.get(str(value)) or str(value)))
+        else:
+            out.append(Field(labels[k], value_text(k, value, t), link=k == "url"))
+    return tuple(out)
 
 
 def _latest(runs: Iterable[Mapping[str, Any]]) -> str | None:
     times = [_iso(r.get(k)) for r in runs for k in ("ended_at", "started_at") if r.get(k)]
     return max((x for x in times if x), default=None)
+
+
+def _health_link(source: str, runs: Sequence[Mapping[str, Any]], base: str) -> str:
+    """The page of the first list a finding names, else the source's part of the start page."""
+    for run in runs:
+        for finding in run.get("findings") or ():
+            if isinstance(finding, Mapping) and isinstance(finding.get("list"), str):
+                return list_link(base, finding["list"])
+    return source_link(base, source)
 
 
 def health_message(
@@ -485,15 +569,29 @@ def health_message(
     runs: Sequence[dict[str, Any]],
     language: str,
     key: str,
+    base_url: str = DEFAULT_BASE_URL,
+    timezone: str = TIMEZONE_NAME,
+    source_name: str = "",
+    list_names: Mapping[str, str] | None = None,
 ) -> AlertMessage:
-    """A source's health went wrong (failing, aborted ...): for maintainers, with its runs."""
+    """A source's health went wrong (failing, aborted ...): for maintainers, with its runs,
+    what each found and the page to look at. ``source_name`` and ``list_names`` (id → name)
+    are the registry's names in ``language``."""
     t = _texts(language)
-    explained = t.group("problem").get(problem)
-    what = f"{problem} ({explained})" if explained else problem
-    subject = f"[creditwatch] {t['health_subject']}: {one_line(source, 40)} {one_line(what, 80)}"
+    names = list_names or {}
+    what = t.group("problem").get(problem) or problem
+    called = source_name or source
+    subject = f"[creditwatch] {t['health_subject']}: {one_line(called, 60)}: {one_line(what, 80)}"
+    link = _health_link(source, runs, base_url)
     blocks = [
-        Block(level=1, text=f"{t['health_subject']}: {source}: {what}"),
-        Block(fields=(Field(t["source"], source), Field(t["detail"], detail or t["none"]))),
+        Block(level=1, text=f"{t['health_subject']}: {called}: {what}"),
+        Block(
+            fields=(
+                Field(t["source"], f"{source_name} ({source})" if source_name else source),
+                Field(t["detail"], detail or t["none"]),
+                Field(t["human_view"], link, link=True),
+            )
+        ),
     ]
     hint = t.group("problem_hint").get(problem)
     if hint:
@@ -509,7 +607,14 @@ def health_message(
     if runs:
         blocks.append(Block(level=2, text=t["runs"]))
         for run in runs:
-            blocks.append(Block(fields=_run_fields(run, t)))
+            blocks.append(Block(fields=_run_fields(run, t, timezone)))
+            findings = [f for f in run.get("findings") or () if isinstance(f, Mapping)]
+            if "findings" in run:
+                blocks.append(Block(level=3, text=t["human_findings"]))
+                if not findings:
+                    blocks.append(Block(text=t["human_no_findings"]))
+            for finding in findings:
+                blocks.append(Block(fields=_finding_fields(finding, t, names)))
     blocks.append(_footer(t, None, key))
     data = {
         "kind": "health",
@@ -523,7 +628,7 @@ def health_message(
         "detail": detail,
         "runs": [jsonable(r) for r in runs],
     }
-    return _message(blocks, key=key, subject=subject, language=language, data=data)
+    return _message(blocks, key=key, subject=subject, language=language, data=data, link=link)
 
 
 # -- a fixed, invented event for `creditwatch alerts test CHANNEL` ---------------------------------
@@ -533,18 +638,19 @@ SAMPLE_RECORD: dict[str, Any] = {
     "list": "xmtravel.warning",
     "list_kind": "warning",
     "record_key": "厦文旅罚(2099)1号",
-    "entity_id": "uscc:91350200MA31K8W2P4",
+    "entity_id": "uscc-91350200MA31K8W2P4",
     "entity_name": "厦门某某旅行社有限公司",
     "uscc": "91350200MA31K8W2P4",
     "case_number": "厦文旅罚〔2099〕1号",
     "reason": "未与旅游者签订旅游合同（测试数据，虚构）",
     "measure": "警告，罚款人民币贰万元",
+    "fine_yuan": 20000,
     "authority": "厦门市文化和旅游局",
     "decided_on": "2099-01-01",
 }
 
 
-def sample_message(language: str) -> AlertMessage:
+def sample_message(language: str, *, base_url: str = DEFAULT_BASE_URL) -> AlertMessage:
     """A fixed invented ``listed`` event, so a channel can be tried without real data.
 
     Its key is fixed (``sample-<language>``): receivers that deduplicate by key apply it
@@ -580,10 +686,16 @@ def sample_message(language: str) -> AlertMessage:
         ),
         list_name_zh="信用公示（警示信息）",
         list_name_en="Warnings (administrative penalties)",
+        source_name_zh="厦门市旅游行业信用信息平台",
+        source_name_en="Xiamen Tourism Credit Information Platform",
     )
     item = MatchedEvent(context=ctx, match=Match("list", "xmtravel.warning"))
     message = event_message(
-        item, subscription_id="sample", language=language, key=f"sample-{language}"
+        item,
+        subscription_id="sample",
+        language=language,
+        key=f"sample-{language}",
+        base_url=base_url,
     )
     note = t["sample_note"]
     return AlertMessage(
@@ -594,6 +706,7 @@ def sample_message(language: str) -> AlertMessage:
         markdown=f"**{md_escape(note)}**\n\n{message.markdown}",
         data={**message.data, "kind": "sample", "subject": f"{message.subject} [test]"},
         language=language,
+        link=message.link,
     )
 
 

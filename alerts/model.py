@@ -29,7 +29,8 @@ class EventContext:
 
     ``record`` is the schema record as stored when the event was raised (uscc, region_code,
     reason, measure, list_kind ... are read from it); it may be ``{}`` for an entry whose
-    record is gone. ``list_name`` is the list's Chinese and English name from the registry.
+    record is gone. ``list_name`` and ``source_name`` are the list's and its source's Chinese
+    and English names from the registry (empty when it no longer has them).
     """
 
     event: dict[str, Any]
@@ -37,6 +38,8 @@ class EventContext:
     evidence: Evidence
     list_name_zh: str = ""
     list_name_en: str = ""
+    source_name_zh: str = ""
+    source_name_en: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,9 @@ class AlertMessage:
     Every scraped text in ``html`` and ``markdown`` is escaped for that medium; ``text`` is
     plain; ``data`` is the JSON body of webhooks (events as schema objects, evidence, match).
     ``key`` is the idempotency key: webhooks send it as ``Idempotency-Key``, emails derive
-    their ``Message-ID`` from it, so a receiver can apply a redelivery once.
+    their ``Message-ID`` from it, so a receiver can apply a redelivery once. ``link`` is the
+    web app's page to act on (the entity's, a list's): an Atom entry's ``alternate`` link;
+    ``feed_title`` the title of its subscription's feeds (a feed file takes it).
     """
 
     key: str
@@ -71,3 +76,5 @@ class AlertMessage:
     markdown: str
     data: dict[str, Any] = field(default_factory=dict)
     language: str = "zh"
+    link: str | None = None
+    feed_title: str | None = None

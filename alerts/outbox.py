@@ -65,12 +65,17 @@ def window(at: datetime, mode: str, timezone: str) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _list_names(list_id: str, source: str) -> tuple[str, str]:
+def _names(list_id: str, source: str) -> tuple[str, str, str, str]:
+    """The list's and the source's names (zh, en), empty for what the registry lacks."""
     try:
-        lst = get_source(source).list(list_id)
+        src = get_source(source)
     except RegistryError:
-        return "", ""
-    return lst.name_zh, lst.name_en
+        return "", "", "", ""
+    try:
+        lst = src.list(list_id)
+    except RegistryError:
+        return "", "", src.name_zh, src.name_en
+    return lst.name_zh, lst.name_en, src.name_zh, src.name_en
 
 
 def to_context(item: dict[str, Any]) -> EventContext:
@@ -78,7 +83,7 @@ def to_context(item: dict[str, Any]) -> EventContext:
     payload) holds."""
     event = item["event"]
     evidence = event.get("evidence") or {}
-    zh, en = _list_names(event["list"], event["source"])
+    zh, en, source_zh, source_en = _names(event["list"], event["source"])
     return EventContext(
         event=event,
         record=item.get("record") or {},
@@ -91,6 +96,8 @@ def to_context(item: dict[str, Any]) -> EventContext:
         ),
         list_name_zh=zh,
         list_name_en=en,
+        source_name_zh=source_zh,
+        source_name_en=source_en,
     )
 
 

@@ -23,16 +23,21 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection, Row
 
+from alerts import links
 from alerts.channels import Channel, ChannelError, ConfigError, parse_channel
 from alerts.messages import digest_message, event_message, health_message
 from alerts.model import AlertMessage, MatchedEvent
 from alerts.outbox import alert_key, thawed
+from alerts.subscriptions import Subscription, SubscriptionError
+from core.clock import TIMEZONE_NAME
+from core.registry import RegistryError, get_source
 from storage.outbox import (
     block_channel,
     bundle,
@@ -44,6 +49,7 @@ from storage.outbox import (
     mark_attempt_failed,
     mark_delivered,
     release_claims,
+    subscription_rows,
 )
 from storage.runs import pid_running, this_host
 
@@ -126,30 +132,74 @@ def bundle_due(conn: Connection, now: datetime) -> int:
     return len(groups)
 
 
+def _subscription(conn: Connection, subscription_id: str) -> Subscription | None:
+    """The alert's subscription as stored now (None once removed, or invalid today)."""
+    for row in subscription_rows(conn):
+        if row.id == subscription_id:
+            try:
+                return Subscription.from_dict(row.data)
+            except SubscriptionError:
+                return None
+    return None
+
+
+def registry_names(source: str, language: str) -> tuple[str, dict[str, str]]:
+    """The source's name and its lists' names in ``language`` (empty when unknown)."""
+    try:
+        src = get_source(source)
+    except RegistryError:
+        return "", {}
+    pick = (lambda zh, en: zh) if language == "zh" else (lambda zh, en: en or zh)
+    return pick(src.name_zh, src.name_en), {
+        lst.id: pick(lst.name_zh, lst.name_en) for lst in src.lists
+    }
+
+
 def compose(conn: Connection, row: Row[Any]) -> AlertMessage:
+    """The message of an outbox row, in the subscription's language and time zone, linking
+    to the web app at its ``base_url`` (else ``CREDITWATCH_BASE_URL``, else the default)."""
     payload = row.payload or {}
     language = payload.get("language", "zh")
+    sub = _subscription(conn, row.subscription)
+    base = links.base_url(sub.base_url if sub else None)
+    timezone = sub.timezone if sub else TIMEZONE_NAME
+    title = sub.feed_title if sub else None
+    message: AlertMessage
     if row.kind == "event":
-        return event_message(
-            thawed(payload), subscription_id=row.subscription, language=language, key=row.alert_key
+        message = event_message(
+            thawed(payload),
+            subscription_id=row.subscription,
+            language=language,
+            key=row.alert_key,
+            base_url=base,
+            timezone=timezone,
         )
-    if row.kind == "digest":
+    elif row.kind == "digest":
         items = [thawed(item.payload) for item in digest_items(conn, row.id)]
-        return digest_message(
+        message = digest_message(
             items,
             subscription_id=row.subscription,
             language=language,
             key=row.alert_key,
             window=(row.window_start, row.due_at),
+            base_url=base,
+            timezone=timezone,
         )
-    return health_message(
-        source=payload["source"],
-        problem=payload["problem"],
-        detail=payload["detail"],
-        runs=[{"run_id": row.run_id, "findings": payload.get("findings", [])}],
-        language=language,
-        key=row.alert_key,
-    )
+    else:
+        source_name, list_names = registry_names(payload["source"], language)
+        message = health_message(
+            source=payload["source"],
+            problem=payload["problem"],
+            detail=payload["detail"],
+            runs=[{"run_id": row.run_id, "findings": payload.get("findings", [])}],
+            language=language,
+            key=row.alert_key,
+            base_url=base,
+            timezone=timezone,
+            source_name=source_name,
+            list_names=list_names,
+        )
+    return replace(message, feed_title=title)
 
 
 def _sender_id() -> str:

@@ -49,6 +49,10 @@ The same in TOML::
     regions = ["3502"]
     lists = ["xmtravel.warning"]
 
+``title`` (one line) names the subscription in its feeds (default ``creditwatch alerts: ID``,
+in its language); ``base_url`` is the public address of the web app its alerts link to
+(default ``CREDITWATCH_BASE_URL``, see ``alerts.links``).
+
 ``health: true`` adds source-health alerts (layout drift, a source failing) for the
 subscription's ``sources`` (all when unset); with ``events: []`` it hears of nothing else.
 
@@ -68,7 +72,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from core.catalogue import LANGUAGES
+from alerts.links import check_base_url
+from core.catalogue import LANGUAGES, text
 from core.clock import TIMEZONE_NAME
 from core.normalise.codes import compact, is_valid_uscc
 from core.normalise.segment import cut
@@ -80,6 +85,8 @@ MODES = ("immediate", "hourly", "daily")
 
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _ID_MAX = 64
+_TITLE_MAX = 120
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # GB/T 2260 prefixes: province (2), prefecture (4) or county (6) digits. An odd length is a
 # typo that would follow an arbitrary run of codes (``35020`` → 350200-350209).
 _REGION_RE = re.compile(r"\d{2}|\d{4}|\d{6}")
@@ -133,9 +140,18 @@ class Subscription:
     events: tuple[str, ...] = EVENT_KINDS
     include_baseline: bool = False
     health: bool = False
+    title: str | None = None  # what people call it: its feeds' title
+    base_url: str | None = None  # the web app its alerts link to (else CREDITWATCH_BASE_URL)
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def feed_title(self) -> str:
+        """Its feeds' title: its own, else ``creditwatch alerts: ID`` in its language."""
+        if self.title:
+            return self.title
+        return text("alerts.human_feed_title", self.language).format(name=self.id)
 
     @property
     def follows_lists(self) -> bool:
@@ -249,6 +265,12 @@ def _validate(sub: Subscription) -> None:
     for flag in ("include_baseline", "health"):
         if not isinstance(getattr(sub, flag), bool):
             raise SubscriptionError(f"{where}: {flag} must be true or false")
+    put("title", _title(sub.title, where))
+    if sub.base_url is not None:
+        try:
+            put("base_url", check_base_url(sub.base_url))
+        except ValueError as exc:
+            raise SubscriptionError(f"{where}: {exc}") from None
 
     codes = []
     for code in sub.uscc:
@@ -304,6 +326,22 @@ def _validate(sub: Subscription) -> None:
         )
     for event in sub.events:
         _one_of(event, EVENT_KINDS, where, "events item")
+
+
+def _title(value: Any, where: str) -> str | None:
+    """A title is one line of at most ``_TITLE_MAX`` characters (a feed reader's list shows
+    it); blank is none."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SubscriptionError(f"{where}: title must be text, not {_kind(value)}")
+    value = value.strip()
+    if _CONTROL_RE.search(value) or len(value) > _TITLE_MAX:
+        raise SubscriptionError(
+            f"{where}: title must be one line of at most {_TITLE_MAX} characters, "
+            "without control characters"
+        )
+    return value or None
 
 
 def _check_timezone(name: Any, where: str) -> None:

@@ -5,13 +5,16 @@ domain words (field names, event kinds, statuses, health ...) differently. The s
 live in ``catalogue.yml`` next to this module, read once on first use: the shared
 ``vocabulary`` (field names of the schema, values of its enumerations, common terms) and
 the own texts of each user (``web``, ``alerts``). Keys are dotted paths
-(``vocabulary.status.active``); every key has both languages.
+(``vocabulary.status.active``); every key has both languages. A part of the app may keep its
+texts in a file of its own, ``catalogue.<part>.yml`` beside it, merged in; a key written in
+two files is an error.
 
-Pure: no I/O beyond reading that one file.
+Pure: no I/O beyond reading those files.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
@@ -22,6 +25,7 @@ import yaml
 LANGUAGES: tuple[str, ...] = ("zh", "en")
 DEFAULT = "zh"
 
+CATALOGUE_FILE = re.compile(r"catalogue(\.[a-z0-9_-]+)?\.yml")
 # Groups of the shared vocabulary that name values of the schema's enumerations.
 FIELD = "vocabulary.field"
 TERM = "vocabulary.term"
@@ -55,10 +59,16 @@ def _flatten(node: Mapping[str, Any], prefix: str, out: dict[str, dict[str, str]
 
 @cache
 def entries() -> dict[str, dict[str, str]]:
-    """Every key of the catalogue with its texts by language, as written in the file."""
-    data = yaml.safe_load(files("core").joinpath("catalogue.yml").read_text(encoding="utf-8"))
+    """Every key of the catalogue with its texts by language, as written in its files."""
     out: dict[str, dict[str, str]] = {}
-    _flatten(data, "", out)
+    names = sorted(p.name for p in files("core").iterdir() if CATALOGUE_FILE.fullmatch(p.name))
+    for name in names:
+        data = yaml.safe_load(files("core").joinpath(name).read_text(encoding="utf-8"))
+        found: dict[str, dict[str, str]] = {}
+        _flatten(data or {}, "", found)
+        if twice := sorted(set(found) & set(out)):
+            raise ValueError(f"catalogue: {name} writes keys written before: {', '.join(twice)}")
+        out.update(found)
     return out
 
 

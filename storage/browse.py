@@ -10,7 +10,10 @@ entity's page is the other question, "everything ever seen about this subject", 
 Search and filters run over the entries as they are shown (after ``transform``, i.e. after
 redaction when the app redacts), so a redacted app cannot be asked whether a full name is
 listed. They stream the list once per request (twice for a database list's removed entries,
-merged back into ``record_key`` order); only the page asked for is kept.
+merged back into ``record_key`` order); only the page asked for is kept, and, sorted by a
+field, the entries up to that page (at most ``SORT_DEPTH``): memory stays bounded however long
+the list. The same pass notes which ``COLUMNS`` hold a value in any matching entry, so a page
+shows a list's own columns and never one that is empty on every row.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from functools import total_ordering
 from typing import Any
 
 from sqlalchemy import func, select
@@ -42,6 +46,16 @@ STATUSES = ("active", "expired", "removed")
 # The status filter: "" is what the list shows now (active and expired entries).
 STATUS_FILTERS = ("", "active", "expired", "removed", "all")
 PSEUDONYM_PREFIX = "redacted:"
+# The fields a list page may show as columns, in order: each only when some matching entry
+# has it (``uscc`` stands for the code as validated or, failing the check, as published).
+COLUMNS = (
+    "entity_name", "uscc", "id_number_masked", "registration_no", "case_number", "title",
+    "reason", "measure", "fine_yuan", "confiscated_yuan", "authority", "decided_on",
+    "published_on", "valid_until", "status",
+)  # fmt: skip
+ALWAYS = ("entity_name", "status")
+NUMERIC = frozenset({"fine_yuan", "confiscated_yuan"})
+SORT_DEPTH = 10_000  # a sorted view keeps this many entries at most: pages beyond are refused
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -108,6 +122,32 @@ def text_matches(query: str, record: dict[str, Any]) -> bool:
     return False
 
 
+def column_value(record: dict[str, Any], column: str) -> Any:
+    """What a column shows of an entry (None: nothing)."""
+    value = record.get(column)
+    if column == "uscc":
+        value = value or record.get("uscc_raw")
+    return None if value == "" or value == [] else value
+
+
+def sort_key(column: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Entries by a column's value (numbers as numbers, the rest as text by code point),
+    then ``record_key``: a total order, so pages of a sorted view never overlap."""
+
+    def key(record: dict[str, Any]) -> tuple[Any, ...]:
+        value = column_value(record, column)
+        if value is None:
+            return (1, 0.0 if column in NUMERIC else "", str(record.get("record_key")))
+        if column in NUMERIC:
+            try:
+                return (0, float(value), str(record.get("record_key")))
+            except (TypeError, ValueError):
+                return (1, 0.0, str(record.get("record_key")))
+        return (0, str(value), str(record.get("record_key")))
+
+    return key
+
+
 @dataclass
 class EntryPage:
     """One page of a list's entries on a date, and the run that vouches for them."""
@@ -120,6 +160,8 @@ class EntryPage:
     limit: int = 50
     # `builtins.list`: the field `list` above shadows the type for checkers.
     entries: builtins.list[dict[str, Any]] = field(default_factory=builtins.list)
+    # The ``COLUMNS`` with a value in some matching entry (and ``ALWAYS``), in their order.
+    columns: builtins.list[str] = field(default_factory=builtins.list)
 
 
 def list_entries(
@@ -132,23 +174,91 @@ def list_entries(
     offset: int = 0,
     limit: int = 50,
     transform: Transform | None = None,
+    sort: str | None = None,
+    descending: bool = False,
 ) -> EntryPage:
     """The entries of ``lst`` as its last healthy run on or before ``as_of`` (the newest when
-    None) showed them, in ``record_key`` order, each passed through ``transform`` (redaction)
-    before it is matched against ``query``; the ``limit`` entries from ``offset`` on, and
-    the number that matched."""
+    None) showed them, each passed through ``transform`` (redaction) before it is matched
+    against ``query``; in ``record_key`` order, or by the column ``sort`` (empty values
+    last either way); the ``limit`` entries from ``offset`` on, the number that matched and
+    the columns they fill. A sorted page deeper than ``SORT_DEPTH`` is a ``ValueError``."""
     query = query or EntryQuery()
+    if sort is not None and sort not in COLUMNS:
+        raise ValueError(f"sort takes one of {', '.join(COLUMNS)}")
+    if sort is not None and offset + limit > SORT_DEPTH:
+        raise ValueError(f"a sorted view goes {SORT_DEPTH} entries deep at most")
     vouch = vouching_runs(conn, source, [lst.id], as_of).get(lst.id)
     page = EntryPage(lst.id, as_of, vouch, offset=offset, limit=limit)
     if vouch is None:
         return page
-    for record in _stream(conn, lst, vouch, query.include_removed, transform):
-        if not query.matches(record):
-            continue
-        if offset <= page.total < offset + limit:
-            page.entries.append(record)
-        page.total += 1
+    filled: set[str] = set(ALWAYS)
+    matching = matching_entries(conn, lst, vouch, query, transform)
+
+    def noted(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for record in records:
+            page.total += 1
+            filled.update(
+                c for c in COLUMNS if c not in filled and column_value(record, c) is not None
+            )
+            yield record
+
+    if sort is None:
+        for record in noted(matching):
+            if offset < page.total <= offset + limit:
+                page.entries.append(record)
+    else:
+        ordered = sorted_entries(noted(matching), sort, descending, offset + limit)
+        page.entries = ordered[offset:]
+    page.columns = [c for c in COLUMNS if c in filled]
     return page
+
+
+def matching_entries(
+    conn: Connection,
+    lst: ListDef,
+    vouch: Vouch,
+    query: EntryQuery,
+    transform: Transform | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every entry of ``lst`` run ``vouch`` shows that ``query`` matches (after
+    ``transform``), in ``record_key`` order, streamed: for downloads of a whole view."""
+    for record in _stream(conn, lst, vouch, query.include_removed, transform):
+        if query.matches(record):
+            yield record
+
+
+def sorted_entries(
+    records: Iterator[dict[str, Any]], column: str, descending: bool, keep: int
+) -> builtins.list[dict[str, Any]]:
+    """The first ``keep`` entries by ``column`` (ascending or descending, empty values last
+    either way, ties by ``record_key``), holding no more than ``keep`` of them at a time."""
+    key = sort_key(column)
+    if descending:
+        ascending = key
+
+        def key(record: dict[str, Any]) -> tuple[Any, ...]:
+            empty, value, record_key = ascending(record)
+            return (empty, _Reversed(value), record_key)
+
+    return heapq.nsmallest(keep, records, key=key)
+
+
+@total_ordering
+class _Reversed:
+    """A value that sorts the other way round (text cannot be negated)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.value < self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and bool(self.value == other.value)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _stream(

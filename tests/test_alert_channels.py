@@ -237,7 +237,7 @@ def test_email_arrives_with_both_parts_and_a_stable_message_id(
     assert envelope.mail_from == "creditwatch@example.org"
     assert envelope.rcpt_tos == ["desk@example.org", "ops@example.org"]
     mail = received(smtp_server)
-    assert mail["Subject"] == "[creditwatch] 列入 xmtravel.warning: 厦门某某旅行社有限公司"
+    assert mail["Subject"] == "[creditwatch] 列入 信用公示（警示信息）: 厦门某某旅行社有限公司"
     assert mail["Message-ID"] == "<xm-desk%3Aev-1@creditwatch>"
     assert mail["Date"] and mail["X-Creditwatch-Key"] == "xm-desk:ev-1"
     assert mail.get_content_type() == "multipart/alternative"
@@ -513,7 +513,11 @@ def test_feed_replaces_an_entry_with_the_same_key(tmp_path: Path, alert: AlertMe
     ]
     assert parsed.entries[1].title == alert.subject
     assert parsed.entries[1].updated == "2025-11-22T02:00:00+00:00"  # the event's time
-    assert parsed.entries[1].links[0].href == URL
+    links = {link.rel: link.href for link in parsed.entries[1].links}
+    assert links == {
+        "alternate": "http://127.0.0.1:8000/entities/uscc%3A91350200MA31K8W2P4",
+        "related": URL,
+    }
     assert "厦门某某旅行社有限公司" in parsed.entries[1].content[0].value
 
 

@@ -32,6 +32,12 @@ HOSTILE = (
 )
 
 
+LIST_NAMES = {  # as in the registry
+    "xmtravel.warning": ("信用公示（警示信息）", "Warnings (administrative penalties)"),
+    "xmtravel.good": ("良好信息公示", "Good conduct (honours)"),
+}
+
+
 def matched(
     kind: str = "listed",
     *,
@@ -85,8 +91,10 @@ def matched(
             run_health=health,
             fetched_at="2025-11-22T02:00:05+00:00",
         ),
-        list_name_zh="信用公示（警示信息）",
-        list_name_en="Warnings (administrative penalties)",
+        list_name_zh=LIST_NAMES[list_id][0],
+        list_name_en=LIST_NAMES[list_id][1],
+        source_name_zh="厦门市旅游行业信用信息平台",
+        source_name_en="Xiamen Tourism Credit Information Platform",
     )
     return MatchedEvent(context=ctx, match=match or Match("fuzzy_name", "某某旅行社", 95.5))
 
@@ -117,8 +125,10 @@ def tags(markup: str) -> list[tuple[str, dict[str, str | None]]]:
 
 
 def test_listed_subjects_in_both_languages() -> None:
-    assert message(matched(), "zh").subject == f"[creditwatch] 列入 xmtravel.warning: {NAME}"
-    assert message(matched(), "en").subject == (f"[creditwatch] listed on xmtravel.warning: {NAME}")
+    assert message(matched(), "zh").subject == f"[creditwatch] 列入 信用公示（警示信息）: {NAME}"
+    assert message(matched(), "en").subject == (
+        f"[creditwatch] listed on Warnings (administrative penalties): {NAME}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,8 +142,8 @@ def test_listed_subjects_in_both_languages() -> None:
 )
 def test_each_kind_is_named(kind: str, zh: str, en: str) -> None:
     item = matched(kind, cause="expired" if kind == "delisted" else None)
-    assert message(item, "zh").subject.startswith(f"[creditwatch] {zh} xmtravel.warning: ")
-    assert message(item, "en").subject.startswith(f"[creditwatch] {en} xmtravel.warning: ")
+    assert message(item, "zh").subject.startswith(f"[creditwatch] {zh} 信用公示（警示信息）: ")
+    assert message(item, "en").subject.startswith(f"[creditwatch] {en} Warnings ")
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])
@@ -142,12 +152,14 @@ def test_body_says_who_which_list_why_and_on_what_evidence(language: str) -> Non
     for body in (msg.text, msg.html, msg.markdown):
         assert NAME in body
         assert USCC in body
-        assert "xmtravel.warning" in body.replace("\\", "")
+        assert "/lists/xmtravel.warning" in body.replace("\\", "")  # the list's page
+        assert "/entities/uscc%3A" + USCC in body.replace("\\", "")  # the entity's page
         assert ("信用公示（警示信息）" if language == "zh" else "Warnings") in body
         assert SHA in body
         assert "xmtravel:3" in body.replace("\\", "")
-        assert "healthy" in body
-        assert "2025-11-22T02:00:05+00:00" in body.replace("\\", "")
+        assert ("健康" if language == "zh" else "healthy") in body
+        fetched = "2025-11-22 10:00（北京时间）" if language == "zh" else "2025-11-22 10:00 (UTC+8)"
+        assert fetched in body.replace("\\", "")
         assert "某某旅行社" in body and "95.5" in body.replace("\\", "")
         assert "k-1" in body.replace("\\", "")
     assert ("来源网址" if language == "zh" else "Source URL") in msg.text
@@ -156,6 +168,7 @@ def test_body_says_who_which_list_why_and_on_what_evidence(language: str) -> Non
     assert f'<a href="{URL}">' in msg.html
     assert f"<{URL}>" in msg.markdown
     assert msg.language == language and msg.key == "k-1"
+    assert msg.link == f"http://127.0.0.1:8000/entities/uscc%3A{USCC}" == msg.data["link"]
 
 
 @pytest.mark.parametrize(
@@ -173,8 +186,9 @@ def test_body_says_who_which_list_why_and_on_what_evidence(language: str) -> Non
 def test_delisted_explains_its_cause(cause: str, zh: str, en: str) -> None:
     item = matched("delisted", cause=cause)
     zh_msg, en_msg = message(item, "zh"), message(item, "en")
-    assert f"移出原因: {cause}: {zh}" in zh_msg.text
-    assert f"Cause: {cause}: {en}" in en_msg.text
+    assert f"移出原因: {zh}" in zh_msg.text  # in words, not the code
+    assert f"Cause: {en}" in en_msg.text
+    assert f": {cause}" not in zh_msg.text and f": {cause}" not in en_msg.text
     assert zh in zh_msg.html and en in en_msg.html
     assert zh_msg.data["events"][0]["cause"] == cause
 
@@ -188,9 +202,15 @@ def test_modified_lists_each_change(language: str) -> None:
     }
     msg = message(matched("modified", changes=changes), language)
     none = "（空）" if language == "zh" else "(none)"
-    assert "measure: 警告 → 警告，罚款人民币贰万元" in msg.text
-    assert f"fine_yuan: {none} → 20000" in msg.text
-    assert 'penalty_types: ["warning"] → ["warning", "fine"]' in msg.text
+    if language == "zh":
+        assert "处罚结果/措施: 警告 → 警告，罚款人民币贰万元" in msg.text
+        assert f"罚款金额: {none} → 2万元" in msg.text
+        assert "处罚种类: 警告 → 警告、罚款" in msg.text
+    else:
+        assert "Measure: 警告 → 警告，罚款人民币贰万元" in msg.text
+        assert f"Fine: {none} → ¥20,000" in msg.text
+        assert "Penalty types: warning → warning, fine" in msg.text
+    assert "fine_yuan" not in msg.text and "penalty_types" not in msg.text
     assert "警告 → 警告，罚款人民币贰万元" in msg.html
     assert "警告 → 警告，罚款人民币贰万元" in msg.markdown
     assert msg.data["events"][0]["changes"] == changes
@@ -225,7 +245,8 @@ def test_degraded_run_and_missing_evidence_are_stated() -> None:
     msg = message(MatchedEvent(bare, item.match), "en")
     assert "List health in that run: degraded (cannot prove absence)" in msg.text
     assert "Source URL: (unknown)" in msg.text
-    assert "<a " not in msg.html
+    links = [attrs.get("href") for tag, attrs in tags(msg.html) if tag == "a"]
+    assert all(link.startswith("http://127.0.0.1:8000/") for link in links if link)
 
 
 def test_event_data_is_the_schema_objects_with_iso_datetimes() -> None:
@@ -268,9 +289,16 @@ def test_digest_groups_by_list_and_counts_kinds(language: str) -> None:
             "[creditwatch] digest xm-desk: 2 listed · 1 modified · 1 delisted (4 events)"
         )
     text = msg.text
-    assert text.index("xmtravel.good") < text.index("丙公司") < text.index("xmtravel.warning")
-    assert text.index("xmtravel.warning") < text.index("甲公司") < text.index("丁公司")
-    assert "2025-11-21T16:00+00:00 – 2025-11-22T16:00+00:00" in text
+    zh = language == "zh"
+    good = "良好信息公示:" if zh else "Good conduct (honours):"
+    warning = "信用公示（警示信息）:" if zh else "Warnings (administrative penalties):"
+    # groups in the order of the lists' ids (good < warning), each under the list's name
+    assert text.index(good) < text.index("丙公司") < text.index(warning)
+    assert text.index(warning) < text.index("甲公司") < text.index("丁公司")
+    if language == "zh":
+        assert "2025-11-22 00:00（北京时间） – 2025-11-23 00:00（北京时间）" in text
+    else:
+        assert "2025-11-22 00:00 (UTC+8) – 2025-11-23 00:00 (UTC+8)" in text
     assert "警告 → 罚款" in text
     assert text.count(SHA) == 4 and msg.html.count(SHA) == 4
     data = msg.data
@@ -304,7 +332,7 @@ def test_health_message_lists_the_runs(language: str) -> None:
         language=language,
         key="health-xmtravel-7",
     )
-    assert "xmtravel" in msg.subject and "failing" in msg.subject
+    assert "xmtravel" in msg.subject
     assert ("连续多次抓取不健康" if language == "zh" else "runs keep failing") in msg.subject
     assert "xmtravel:7" in msg.text and "xmtravel:6" in msg.text and "412 <WAF>" in msg.text
     assert "412 &lt;WAF&gt;" in msg.html and "<WAF>" not in msg.html
@@ -348,7 +376,9 @@ def test_hostile_name_is_inert_in_html(hostile: AlertMessage) -> None:
     markup = hostile.html
     assert "<script" not in markup.lower() and "<b>" not in markup and "<img" not in markup
     links = [attrs.get("href") for tag, attrs in tags(markup) if tag == "a"]
-    assert links == [URL]  # only the evidence link
+    web = "http://127.0.0.1:8000"
+    # only our links to the web app and the evidence link
+    assert links == [f"{web}/entities/uscc%3A{USCC}", f"{web}/lists/xmtravel.warning", URL]
     assert {tag for tag, _ in tags(markup)} <= {
         "div",
         "h2",
@@ -370,7 +400,8 @@ def test_hostile_name_is_inert_in_html(hostile: AlertMessage) -> None:
 def test_hostile_name_is_inert_in_markdown(hostile: AlertMessage) -> None:
     rendered = markdown_html(hostile.markdown)
     links = [attrs.get("href") for tag, attrs in tags(rendered) if tag == "a"]
-    assert links == [URL]
+    web = "http://127.0.0.1:8000"
+    assert links == [f"{web}/entities/uscc%3A{USCC}", f"{web}/lists/xmtravel.warning", URL]
     assert "<script" not in rendered and "<b>" not in rendered and "<img" not in rendered
     assert "<em>" not in rendered and "<table" not in rendered
     # emphasis appears only around our own labels, never inside the name

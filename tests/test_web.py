@@ -24,6 +24,8 @@ from markupsafe import escape
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+from core.catalogue import word
+from core.clock import SHANGHAI
 from core.redact import pseudonym, short_name
 from core.registry import get_source
 from core.schema import EVENT_FIELDS, RECORD_FIELDS
@@ -35,7 +37,7 @@ from storage.engine import get_engine
 from storage.models import Event, Record, RecordHistory
 from tests.helpers import FIXTURES, replay, run_row
 from web.app import CSP, RAW_CSP, create_app, http_url
-from web.i18n import FIELDS, LABELS
+from web.i18n import FIELDS, LABELS, Translator
 
 pytestmark = pytest.mark.replay
 
@@ -222,7 +224,7 @@ class Tags(HTMLParser):
 
 
 def row_of(page: str, row_id: str) -> str:
-    found = re.search(rf'<tr id="{re.escape(row_id)}">(.*?)</tr>', page, re.S)
+    found = re.search(rf'<tr id="{re.escape(row_id)}"[^>]*>(.*?)</tr>', page, re.S)
     assert found, f"no row {row_id}"
     return found.group(1)
 
@@ -241,6 +243,8 @@ def crawl(client: TestClient, starts: list[str], limit: int = 800) -> Iterator[t
         yield path, answer
         kind = answer.headers.get("content-type", "")
         if "attachment" in answer.headers.get("content-disposition", ""):
+            continue
+        if "sort=" in path:  # a sorted list: its own entries, its links those of the unsorted
             continue
         if kind.startswith("text/html"):
             for href in Tags(answer.text).hrefs():
@@ -290,12 +294,14 @@ def test_index_lists_sources_and_lists_with_counts_and_last_healthy_run(
         for status in ("active", "expired", "removed"):
             expected = sum(1 for r in everything if r["list"] == list_id and r["status"] == status)
             assert f'count-{status}">{expected}<' in row, (list_id, status)
-        assert f"{site.second_run} · {site.day2.isoformat()}" in row and "healthy" in row
+        assert f"{site.second_run}</span> · {site.day2.isoformat()}" in row and "healthy" in row
     assert vouches[WARNING].run_id == site.second_run
     never = row_of(page.text, "list-creditchina.sxbzxr")
     assert "count-active" not in never and "no healthy run yet" in never
     xm = page.text[page.text.index('id="source-xmtravel"') :]
-    assert re.search(rf"Latest run:\s*{site.second_run} · ", xm[: xm.index("</p>")])
+    assert re.search(
+        rf"Latest run:\s*<span[^>]*>{site.second_run}</span> · ", xm[: xm.index("</p>")]
+    )
 
     sources = {s["id"]: s for s in client.get("/api/sources").json()}
     lists = {lst["id"]: lst for lst in sources["xmtravel"]["lists"]}
@@ -673,6 +679,112 @@ def test_snapshot_paths_cannot_leave_the_snapshots(site: Site, tmp_path: Path) -
     assert "No snapshots found." in empty.get("/snapshots", params={"lang": "en"}).text
 
 
+# -- the Chinese UI: times, errors, the API page, snapshots, list kinds ---------------------------
+
+
+def test_times_are_beijing_time_with_the_zone_named(client: TestClient, site: Site) -> None:
+    [row] = [r for r in entries(client, WARNING)["entries"] if r["uscc"] == JIAHE_USCC]
+    first_seen = datetime.fromisoformat(row["first_seen"]).astimezone(SHANGHAI)
+    shown = first_seen.strftime("%Y-%m-%d %H:%M")
+    stamp = f'<time datetime="{first_seen.isoformat()}">'
+    for lang, zone in (("zh", "北京时间"), ("en", "UTC+8")):
+        page = client.get(f"/entities/{JIAHE}", params={"lang": lang}).text
+        assert f"{stamp}{shown} {zone}</time>" in page, lang
+        # Every instant of the page is one of these, none a bare ISO stamp.
+        text = re.sub(r"<time [^>]*>.*?</time>", "", page)
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", html.unescape(text)), lang
+    index = client.get("/", params={"lang": "zh"}).text
+    xm = index[index.index('id="source-xmtravel"') :]
+    assert re.search(r"<time [^>]*>\d{4}-\d\d-\d\d \d\d:\d\d 北京时间</time>", xm)
+
+
+def test_error_pages_speak_the_readers_language(client: TestClient) -> None:
+    zh = client.get(f"/lists/{WARNING}", params={"from": "yesterday", "lang": "zh"})
+    assert zh.status_code == 422
+    assert f"<h1>{LABELS['zh']['bad_request']}</h1>" in zh.text
+    assert LABELS["zh"]["ui_error_hint_422"] in html.unescape(zh.text)
+    # The route's English detail is kept, folded away and marked as English.
+    folded = re.search(r'<details class="error-detail" lang="en">(.*?)</details>', zh.text, re.S)
+    assert folded and "yesterday" in html.unescape(folded.group(1))
+    main = zh.text[zh.text.index("<main>") :]
+    assert "yesterday" not in html.unescape(main.replace(folded.group(0), ""))
+    en = client.get(f"/lists/{WARNING}", params={"from": "yesterday", "lang": "en"})
+    assert '<p class="error-detail">' in en.text and "<details" not in en.text
+    for path, status, title in (
+        ("/lists/xmtravel.nosuch", 404, "not_found"),
+        ("/entities/nobody", 404, "not_found"),
+        ("/lists/a%00b", 400, "bad_request"),
+    ):
+        page = client.get(path, params={"lang": "zh"})
+        assert page.status_code == status, path
+        assert f"<h1>{LABELS['zh'][title]}</h1>" in page.text, path
+        assert LABELS["zh"][f"ui_error_hint_{status}"] in page.text, path
+        assert LABELS["zh"]["ui_error_status"].format(status=status) in page.text, path
+    refused = client.post("/", params={"lang": "zh"})
+    assert refused.status_code == 405 and LABELS["zh"]["ui_error_method"] in refused.text
+
+
+def test_the_api_page_describes_every_operation_in_chinese(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    page = client.get("/api", params={"lang": "zh"}).text
+    assert 'lang="en"' not in page[page.index("<main>") :]  # no English fallback
+    assert schema["info"]["description"].splitlines()[0] not in page
+    translator = Translator("zh")
+    sections = re.findall(r'<section class="endpoint">(.*?)</section>', page, re.S)
+    operations = [(m, p, op) for p, ops in schema["paths"].items() for m, op in ops.items()]
+    assert len(sections) == len(operations) >= 7
+    for section, (method, path, op) in zip(sections, operations, strict=True):
+        summary, known = translator.operation(method, path, op.get("summary"))
+        assert known and summary != op.get("summary"), path
+        assert html.unescape(re.sub(r"</?code>", "`", section)).count(summary) == 1, path
+        for parameter in op.get("parameters", []):
+            described, found = translator.parameter(
+                parameter["name"], parameter.get("description"), method, path
+            )
+            assert found and described != parameter.get("description"), (path, parameter)
+    # The same words name different dates on different routes.
+    assert (
+        translator.parameter("from", None, "get", "/api/events")[0]
+        != (translator.parameter("from", None, "get", "/api/lists/{list_id}/entries")[0])
+    )
+    english = client.get("/api", params={"lang": "en"}).text
+    assert schema["info"]["summary"] in html.unescape(english)
+
+
+def test_snapshots_page_has_no_english_in_chinese(client: TestClient, tmp_path: Path) -> None:
+    page = client.get("/snapshots", params={"lang": "zh"}).text
+    xm = page[page.index('id="snapshot-xm-csv"') :]
+    assert f"<dd>{LABELS['zh']['ui_no']}</dd>" in xm[: xm.index("</dl>")]
+    redacted = page[page.index('id="snapshot-all-redacted"') :]
+    assert f"<dd>{LABELS['zh']['ui_yes']}</dd>" in redacted[: redacted.index("</dl>")]
+    assert "<code>manifest.json</code>" in page
+    assert 'data-label="SHA-256"' in page and 'class="files cards"' in page
+
+
+def test_honours_are_styled_apart_from_blacklists(client: TestClient) -> None:
+    index = client.get("/", params={"lang": "zh"}).text
+    for list_id in (GOOD, WARNING, BLACKLIST):
+        source, _ = list_id.split(".")
+        kind = next(lst.list_kind for lst in get_source(source).lists if lst.id == list_id)
+        row = re.search(
+            rf'<tr id="list-{re.escape(list_id)}" class="kind-(\w+)">(.*?)</tr>', index, re.S
+        )
+        assert row and row.group(1) == kind, list_id
+        badge = f'<span class="kind {kind}">{word("list_kind", kind, "zh")}</span>'
+        assert badge in row.group(2), list_id
+    assert {
+        lst: next(x.list_kind for x in get_source(lst.split(".")[0]).lists if x.id == lst)
+        for lst in (GOOD, BLACKLIST)
+    } == {GOOD: "good", BLACKLIST: "blacklist"}
+    entity = client.get(f"/entities/{JIAHE}", params={"lang": "zh"}).text
+    listings = re.findall(r'<tr class="listing (\w+) kind-(\w+)">', entity)
+    assert {kind for _, kind in listings} == {"good", "warning"}
+    css = (Path(__file__).resolve().parents[1] / "web" / "static" / "style.css").read_text()
+    honours = re.search(r"\.kind\.redlist, \.kind\.good \{ color: ([^;]+);", css)
+    black = re.search(r"\.kind\.blacklist \{ color: ([^;]+);", css)
+    assert honours and black and honours.group(1) != black.group(1)
+
+
 # -- the JSON API and its description ------------------------------------------------------------
 
 
@@ -726,7 +838,9 @@ def test_api_shapes_and_their_description(client: TestClient) -> None:
         assert path in paths and paths[path]["get"]["summary"], path
     assert not [p for p in paths if p in ("/", "/lists/{list_id}", "/raw/{sha}")]
     parameters = {p["name"] for p in paths["/api/lists/{list_id}/entries"]["get"]["parameters"]}
-    assert parameters == {"list_id", "q", "status", "from", "to", "as_of", "page", "per_page"}
+    assert parameters == {
+        "list_id", "q", "status", "from", "to", "as_of", "sort", "dir", "page", "per_page",
+    }  # fmt: skip
     answer = paths["/api/lists/{list_id}/entries"]["get"]["responses"]["200"]
     assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/EntriesPage")
     assert {"EntriesPage", "SourceSummary", "EntityAnswer", "SnapshotInfo"} <= set(
@@ -988,7 +1102,12 @@ def test_hostile_scraped_values_are_escaped_and_never_linked(
         assert page.status_code == 200, path
         assert str(escape(HOSTILE_NAME)) in page.text, path
         assert_inert(page.text, path)
-        assert "<script" not in page.text.lower() and "<img" not in page.text.lower(), path
+        assert "<script" not in page.text.lower(), path
+        images = Tags(page.text).of("img")  # only the app's own charts, never a scraped one
+        assert all(
+            i.get("class") == "chart" and (i.get("src") or "").startswith("/charts/")
+            for i in images
+        ), path
         assert not [h for h in Tags(page.text).hrefs() if "javascript" in h.lower()], path
     entity = client.get(f"/entities/{poisoned['entity_id']}").text
     start = entity.index('id="records"')

@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from export.snapshots import software_version
 from storage.engine import data_dir, get_engine
 from web.i18n import LANGUAGES, Translator
-from web.routes import archive, entities, feeds, lists, snapshots
+from web.routes import archive, changes, charts, entities, feeds, lists, search, snapshots
 from web.site import (
     CSP,
     HERE,
@@ -58,7 +58,16 @@ from web.site import (
 )
 
 __all__ = ["CSP", "RAW_CSP", "create_app", "http_url", "serve"]
-ROUTERS = (lists.router, entities.router, snapshots.router, archive.router, feeds.router)
+ROUTERS = (
+    lists.router,
+    entities.router,
+    snapshots.router,
+    archive.router,
+    feeds.router,
+    changes.router,
+    search.router,
+    charts.router,
+)
 
 API_DESCRIPTION = """\
 Read-only JSON over the creditwatch database: sources and their lists, a list's entries on a

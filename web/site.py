@@ -31,7 +31,7 @@ from core.clock import SHANGHAI
 from core.registry import ListDef, RegistryError, SourceDef, get_source, load_registry
 from storage.asof import Vouch, run_date, vouching_runs
 from storage.browse import status_counts
-from web.i18n import Translator, pick_language
+from web.i18n import DEFAULT, Translator, pick_language
 from web.models import RunRef
 
 HERE = Path(__file__).resolve().parent
@@ -103,12 +103,34 @@ class Site:
         if is_api(request):
             response: Response = JSONResponse({"detail": detail}, status_code=status)
         else:
-            key = {404: "not_found", 403: "forbidden"}.get(status, "bad_request")
-            if status >= 500:
-                key = "server_error"
-            response = self.render(request, "error.html", status, key=key, detail=detail)
+            key, hint = error_texts(status)
+            response = self.render(
+                request,
+                "error.html",
+                status,
+                key=key,
+                hint=hint,
+                status=status,
+                detail=detail,
+                # A 500's detail is already in the reader's language (``crashed``); others
+                # are the routes' English, shown in full only in the English UI.
+                detail_localised=status >= 500,
+            )
         response.headers.update(headers or {})
         return response
+
+
+ERROR_TITLES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "ui_error_method"}
+ERROR_HINTS = (400, 403, 404, 405, 422, 500)
+
+
+def error_texts(status: int) -> tuple[str, str]:
+    """The catalogue keys of an error page's title and of its explanation, by status: the
+    routes' details are English, so the page leads with these."""
+    if status >= 500:
+        return "server_error", "ui_error_hint_500"
+    title = ERROR_TITLES.get(status, "bad_request")
+    return title, f"ui_error_hint_{status if status in ERROR_HINTS else 'other'}"
 
 
 def site_of(request: Request) -> Site:
@@ -130,13 +152,15 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=shown,
     )
-    env.filters["when"] = when
+    env.filters["when"] = when_in_page
     env.filters["day"] = day
     env.filters["http_url"] = http_url
     env.filters["quote"] = lambda value: quote(str(value), safe=":")
     env.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=1)
     env.filters["cell"] = cell
     env.filters["bdi"] = bdi
+    env.filters["codes"] = codes
+    env.globals["INSTANT_FIELDS"] = INSTANT_FIELDS
     return env
 
 
@@ -159,12 +183,42 @@ def bdi(value: Any) -> Markup:
     return Markup("<bdi>{}</bdi>").format(visible(str(value)))
 
 
-def when(value: Any) -> str:
-    """A stored instant as Beijing time, to the minute."""
+def codes(value: Any) -> Markup:
+    """Catalogue text with its `backticked` values (ids, parameter values, commands) as
+    ``<code>``: set apart from the words around them, as a reader types them."""
+    parts = str(value).split("`")
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if i % 2 else Markup("{}").format(part)
+        for i, part in enumerate(parts)
+    )
+
+
+def when(value: Any, lang: str = DEFAULT) -> Markup | str:
+    """A stored instant as Beijing time, to the minute, its zone named in ``lang`` (北京时间,
+    UTC+8), in a ``<time>`` that carries the exact instant."""
     if not value:
         return "—"
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M +08")
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        local = moment.astimezone(SHANGHAI)
+    except (TypeError, ValueError, AttributeError):
+        return str(value)  # not an instant: shown as stored rather than failing the page
+    zone = Translator(lang)("ui_tz")
+    return Markup('<time datetime="{}">{} {}</time>').format(
+        local.isoformat(), local.strftime("%Y-%m-%d %H:%M"), zone
+    )
+
+
+@jinja2.pass_context
+def when_in_page(context: Any, value: Any) -> Markup | str:
+    """``when`` in the page's language (templates write ``{{ at | when }}``)."""
+    return when(value, context.get("lang") or DEFAULT)
+
+
+# Fields of records and events that hold instants (shown with ``when`` in field tables).
+INSTANT_FIELDS = frozenset(
+    {"first_seen", "last_seen", "listed_at", "delisted_at", "fetched_at", "at", "started_at"}
+)
 
 
 def day(value: Any) -> str:

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from alerts.channels import ChannelError, parse_channel
+from alerts.channels import ChannelError, parse_channel, replace_file
 from alerts.feed import feed_document
+from alerts.links import base_url
 from alerts.messages import sample_message
 from alerts.sender import send_pending
 from alerts.subscriptions import Subscription
@@ -72,7 +73,7 @@ def alerts_test(
 ) -> None:
     """Send a sample alert to a channel, to check it is set up."""
     try:
-        receipt = parse_channel(channel).deliver(sample_message(language))
+        receipt = parse_channel(channel).deliver(sample_message(language, base_url=base_url()))
     except (ChannelError, ValueError) as exc:
         raise fail(f"{channel}: {exc}") from None
     out.print(f"sent: {receipt}", markup=False)
@@ -150,5 +151,5 @@ def feed(
         _known_subscription(conn, subscription, with_alerts=False)
         row = next(r for r in subscription_rows(conn) if r.id == subscription)
         data = feed_document(conn, Subscription.from_dict(row.data))
-    out_path.write_bytes(data)
+    replace_file(out_path, data)  # whole or not at all, readable by the feed reader
     out.print(f"wrote {out_path}")

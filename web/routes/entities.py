@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from core.redact import PERSON, redact_entity
 from storage.browse import entity_for_pseudonym, entity_records, is_person
 from storage.entities import listing_summary, of_entity_id
+from web.chartviews import entity_view
 from web.models import EntityAnswer
 from web.site import Site, SiteDep, registry
 
@@ -61,7 +62,8 @@ def entity(site: Site, entity_id: str) -> EntityAnswer:
 def entity_page(request: Request, site: SiteDep, entity_id: str) -> HTMLResponse:
     answer = entity(site, entity_id)
     lists = {lst.id: lst for src in registry().values() for lst in src.lists}
-    return site.render(request, "entity.html", answer=answer, lists=lists)
+    timeline = entity_view(request, answer)
+    return site.render(request, "entity.html", answer=answer, lists=lists, timeline=timeline)
 
 
 @router.get(

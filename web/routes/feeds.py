@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from alerts.feed import feed_document
+from alerts.links import DEFAULT_BASE_URL, base_url
 from alerts.subscriptions import Subscription
 from storage.outbox import subscription_rows
 from web.site import SiteDep
@@ -12,20 +15,36 @@ from web.site import SiteDep
 router = APIRouter()
 
 
+def public_base(request: Request) -> str:
+    """Where readers reach this app: ``CREDITWATCH_BASE_URL`` (set it behind a proxy, whose
+    inner address the request shows), else the address the feed was asked at."""
+    try:
+        return base_url(None, fallback=str(request.base_url))
+    except ValueError:  # a Host header that makes no address
+        return base_url(None, fallback=DEFAULT_BASE_URL)
+
+
 @router.get(
     "/feeds/{subscription_id}.atom",
     tags=["files"],
     summary="A subscription's alerts as an Atom feed, newest first",
-    description="As the subscription's channels were told them; redacted like every "
-    "page when the server redacts.",
+    description="As the subscription's channels were told them, each entry linking to the "
+    "entity's page; redacted like every page when the server redacts.",
     response_class=Response,
     responses={200: {"content": {"application/atom+xml": {}}}, 404: {}},
 )
-def feed(site: SiteDep, subscription_id: str) -> Response:
+def feed(request: Request, site: SiteDep, subscription_id: str) -> Response:
     with site.engine.connect() as conn:
         row = next((r for r in subscription_rows(conn) if r.id == subscription_id), None)
         if row is None:
             raise HTTPException(404, "no such subscription")
         subscription = Subscription.from_dict(row.data)
-        document = feed_document(conn, subscription, redact=site.redact)
+        base = public_base(request)
+        document = feed_document(
+            conn,
+            subscription,
+            redact=site.redact,
+            base_url=base,
+            self_url=f"{base}/feeds/{quote(subscription.id, safe='')}.atom",
+        )
     return Response(document, media_type="application/atom+xml")
