@@ -156,7 +156,8 @@ def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
         yield list(values[start : start + _CHUNK])
 
 
-def _record(row: Any) -> dict[str, Any]:
+def record_of(row: Any) -> dict[str, Any]:
+    """A row of ``RECORD_COLUMNS`` as a record in the shape of SCHEMA.md, with its state."""
     record = {name: row.data.get(name) for name in RECORD_FIELDS}
     record.update(source=row.source, list=row.list, record_key=row.record_key)
     record["entity_id"] = row.entity_id
@@ -166,18 +167,22 @@ def _record(row: Any) -> dict[str, Any]:
     return record
 
 
+# The columns a record dict is made of (``record_of``).
+RECORD_COLUMNS = (
+    RECORDS.c.source,
+    RECORDS.c.list,
+    RECORDS.c.record_key,
+    RECORDS.c.entity_id,
+    RECORDS.c.status,
+    RECORDS.c.first_seen,
+    RECORDS.c.last_seen,
+    RECORDS.c.data,
+)
+
+
 def _records(conn: Connection, condition: Any) -> list[dict[str, Any]]:
-    query = select(
-        RECORDS.c.source,
-        RECORDS.c.list,
-        RECORDS.c.record_key,
-        RECORDS.c.entity_id,
-        RECORDS.c.status,
-        RECORDS.c.first_seen,
-        RECORDS.c.last_seen,
-        RECORDS.c.data,
-    ).where(condition)
-    return [_record(row) for row in conn.execute(query)]
+    query = select(*RECORD_COLUMNS).where(condition)
+    return [record_of(row) for row in conn.execute(query)]
 
 
 def _by_entity_ids(conn: Connection, ids: Iterable[str]) -> list[dict[str, Any]]:

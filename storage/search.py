@@ -28,8 +28,7 @@ from sqlalchemy.engine import Connection
 
 from core.normalise.codes import compact
 from core.normalise.text import case_number_key, fold
-from core.schema import RECORD_FIELDS
-from storage.entities import Entity, of_entity_id
+from storage.entities import RECORD_COLUMNS, Entity, of_entity_id, record_of
 from storage.models import Record, table_of
 
 RECORDS = table_of(Record)
@@ -141,28 +140,12 @@ def matching_records(
         else RECORDS.c.data["entity_name_key"].as_string() == found.name
     )
     rows = conn.execute(
-        select(
-            RECORDS.c.source,
-            RECORDS.c.list,
-            RECORDS.c.record_key,
-            RECORDS.c.entity_id,
-            RECORDS.c.status,
-            RECORDS.c.first_seen,
-            RECORDS.c.last_seen,
-            RECORDS.c.data,
-        )
+        select(*RECORD_COLUMNS)
         .where(_condition(found))
         .order_by(case((exact, 0), else_=1), RECORDS.c.entity_id, RECORDS.c.list, RECORDS.c.id)
         .limit(limit + 1)
     ).all()
-    out = []
-    for row in rows[:limit]:
-        record = {name: row.data.get(name) for name in RECORD_FIELDS}
-        record.update(source=row.source, list=row.list, record_key=row.record_key)
-        record.update(entity_id=row.entity_id, status=row.status)
-        record.update(first_seen=row.first_seen.isoformat(), last_seen=row.last_seen.isoformat())
-        out.append(record)
-    return out, len(rows) > limit
+    return [record_of(row) for row in rows[:limit]], len(rows) > limit
 
 
 @dataclass

@@ -27,6 +27,7 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
+from alerts.links import DEFAULT_BASE_URL, base_url
 from core.clock import SHANGHAI
 from core.registry import ListDef, RegistryError, SourceDef, get_source, load_registry
 from storage.asof import Vouch, run_date, vouching_runs
@@ -266,6 +267,16 @@ def with_params(request: Request, **changes: Any) -> str:
     query = urlencode(params)
     # The path as a URL again: decoded, a %3F or %23 in it would start a query or fragment.
     return quote(request.url.path, safe="/:@!$&'()*+,;=~") + (f"?{query}" if query else "")
+
+
+def public_base(request: Request) -> str:
+    """Where readers reach this app, for absolute links (feeds): ``CREDITWATCH_BASE_URL``
+    (set it behind a proxy, whose inner address the request shows), else the address the
+    request came in on."""
+    try:
+        return base_url(None, fallback=str(request.base_url))
+    except ValueError:  # a Host header that makes no address
+        return base_url(None, fallback=DEFAULT_BASE_URL)
 
 
 def parse_date(value: str | None, name: str) -> date | None:

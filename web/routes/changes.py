@@ -11,14 +11,13 @@ entity's records, as the entity page does, and links persons by their pseudonym.
 from __future__ import annotations
 
 import math
-import os
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection
@@ -38,6 +37,7 @@ from web.site import (
     http_url,
     language,
     parse_date,
+    public_base,
     registry,
     visible,
 )
@@ -47,7 +47,6 @@ router = APIRouter()
 FEED_MAX_ENTRIES = 200
 # Far enough for any history; bounded so that page × per_page stays a valid SQL offset.
 MAX_PAGE = 100_000
-BASE_URL_ENV = "CREDITWATCH_BASE_URL"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 # What XML 1.0 cannot hold (C0 controls but tab and newlines, surrogates, U+FFFE/F), and the
@@ -110,15 +109,18 @@ def all_lists(sources: dict[str, SourceDef]) -> dict[str, ListDef]:
 
 
 def event_filters(
-    sources: dict[str, SourceDef],
-    source: str | None,
-    list_id: str | None,
-    event: str | None,
-    cause: str | None,
-    since: str | None,
-    until: str | None,
-    baseline: str | None,
+    source: str | None = Query(None, description="a source id, e.g. xmtravel"),
+    list_id: str | None = Query(
+        None, alias="list", description="a full list id, e.g. xmtravel.warning"
+    ),
+    event: str | None = Query(None, description=f"one of {', '.join(EVENT_KINDS)}"),
+    cause: str | None = Query(None, description=f"one of {', '.join(DELISTING_CAUSES)}"),
+    since: str | None = Query(None, alias="from", description="on or after, YYYY-MM-DD (Beijing)"),
+    until: str | None = Query(None, alias="to", description="on or before, YYYY-MM-DD (Beijing)"),
+    baseline: str | None = Query(None, description="1: include baseline listings"),
 ) -> EventFilters:
+    """The filters the three routes share (a FastAPI dependency): each value checked."""
+    sources = registry()
     filters = EventFilters(
         source=known(source, sorted(sources), "source"),
         list=known(list_id, sorted(all_lists(sources)), "list"),
@@ -131,6 +133,9 @@ def event_filters(
     if filters.since and filters.until and filters.since > filters.until:
         raise HTTPException(422, f"from ({filters.since}) is after to ({filters.until})")
     return filters
+
+
+Filters = Annotated[EventFilters, Depends(event_filters)]
 
 
 def storage_filter(filters: EventFilters) -> EventFilter:
@@ -208,17 +213,10 @@ def entity_path(entity_id: str) -> str:
 def changes_page(
     request: Request,
     site: SiteDep,
-    source: str | None = None,
-    list_id: str | None = Query(None, alias="list"),
-    event: str | None = None,
-    cause: str | None = None,
-    since: str | None = Query(None, alias="from"),
-    until: str | None = Query(None, alias="to"),
-    baseline: str | None = None,
+    filters: Filters,
     page: int = Query(1, ge=1, le=MAX_PAGE),
 ) -> HTMLResponse:
     sources = registry()
-    filters = event_filters(sources, source, list_id, event, cause, since, until, baseline)
     answer = changes(site, filters, page, PER_PAGE)
     params = filter_params(filters)
     query = f"?{urlencode(params)}" if params else ""
@@ -252,20 +250,10 @@ def changes_page(
 )
 def api_events(
     site: SiteDep,
-    source: str | None = Query(None, description="a source id, e.g. xmtravel"),
-    list_id: str | None = Query(
-        None, alias="list", description="a full list id, e.g. xmtravel.warning"
-    ),
-    event: str | None = Query(None, description=f"one of {', '.join(EVENT_KINDS)}"),
-    cause: str | None = Query(None, description=f"one of {', '.join(DELISTING_CAUSES)}"),
-    since: str | None = Query(None, alias="from", description="on or after, YYYY-MM-DD (Beijing)"),
-    until: str | None = Query(None, alias="to", description="on or before, YYYY-MM-DD (Beijing)"),
-    baseline: str | None = Query(None, description="1: include baseline listings"),
+    filters: Filters,
     page: int = Query(1, ge=1, le=MAX_PAGE),
     per_page: int = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE),
 ) -> EventsPage:
-    sources = registry()
-    filters = event_filters(sources, source, list_id, event, cause, since, until, baseline)
     return changes(site, filters, page, per_page)
 
 
@@ -276,39 +264,21 @@ def api_events(
     response_class=Response,
     responses={200: {"content": {"application/atom+xml": {}}}},
 )
-def changes_feed(
-    request: Request,
-    site: SiteDep,
-    source: str | None = None,
-    list_id: str | None = Query(None, alias="list"),
-    event: str | None = None,
-    cause: str | None = None,
-    since: str | None = Query(None, alias="from"),
-    until: str | None = Query(None, alias="to"),
-    baseline: str | None = None,
-) -> Response:
+def changes_feed(request: Request, site: SiteDep, filters: Filters) -> Response:
     sources = registry()
-    filters = event_filters(sources, source, list_id, event, cause, since, until, baseline)
     answer = changes(site, filters, 1, FEED_MAX_ENTRIES)
     lang = language(request)
     document = atom_feed(
         answer,
         t=Translator(lang),
         lists=all_lists(sources),
-        base=base_url(request),
+        base=public_base(request),
         params={**filter_params(filters), "lang": lang},
     )
     return Response(document, media_type=ATOM_TYPE)
 
 
 # -- the feed -----------------------------------------------------------------------------------
-
-
-def base_url(request: Request) -> str:
-    """Where links in the feed point: ``CREDITWATCH_BASE_URL`` when it is an http(s) URL
-    (behind a proxy the request's own address is not the public one), else the request's."""
-    configured = http_url(os.environ.get(BASE_URL_ENV, "").strip())
-    return (configured or str(request.base_url)).strip().rstrip("/")
 
 
 def xml_text(value: Any) -> str:

@@ -7,21 +7,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from alerts.feed import feed_document
-from alerts.links import DEFAULT_BASE_URL, base_url
 from alerts.subscriptions import Subscription
 from storage.outbox import subscription_rows
-from web.site import SiteDep
+from web.site import SiteDep, public_base
 
 router = APIRouter()
-
-
-def public_base(request: Request) -> str:
-    """Where readers reach this app: ``CREDITWATCH_BASE_URL`` (set it behind a proxy, whose
-    inner address the request shows), else the address the feed was asked at."""
-    try:
-        return base_url(None, fallback=str(request.base_url))
-    except ValueError:  # a Host header that makes no address
-        return base_url(None, fallback=DEFAULT_BASE_URL)
 
 
 @router.get(
