@@ -387,3 +387,24 @@ def test_changes_hides_the_baseline_and_other_listings_give_json(
     assert diff.exit_code == 0 and changes and changes <= {"added", "removed", "changed"}
     runs = json_lines(cli("runs", "--json").stdout)
     assert [run["run_id"] for run in runs] == ["xmtravel:2", "xmtravel:1"]
+
+
+def test_watch_add_sets_the_feed_title_and_the_base_url_of_links(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    added = cli(
+        *("watch", "add", "jiahe", "--name", "厦门嘉禾酒店有限公司"),
+        *("--channel", f"feed:{tmp_path / 'jiahe.atom'}"),
+        *("--title", "嘉禾酒店 监测", "--base-url", "https://watch.example.org/cw/"),
+    )
+    assert added.exit_code == 0, added.output
+    listed = json_lines(cli("watch", "list", "--json").stdout)
+    assert [(s["id"], s.get("title"), s.get("base_url")) for s in listed] == [
+        ("jiahe", "嘉禾酒店 监测", "https://watch.example.org/cw")
+    ]
+    out = tmp_path / "feed.atom"
+    assert cli("feed", "jiahe", "--out", str(out)).exit_code == 0
+    assert "<title>嘉禾酒店 监测</title>" in out.read_text(encoding="utf-8")
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    bad = cli("watch", "add", "x", "--channel", "feed:x.atom", "--base-url", "ftp://host")
+    assert bad.exit_code != 0 and "base URL" in bad.output

@@ -114,7 +114,7 @@ def snapshot(
                 redact=redact, bom=bom, raw=raw,
             )  # fmt: skip
     except SnapshotError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     for src in manifest["sources"]:
         for lst in src["lists"]:
             run = lst["run"]

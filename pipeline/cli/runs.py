@@ -367,7 +367,7 @@ def raw(
         with connect() as conn:
             response = get_response(conn, sha)
     except NotArchived as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     if out_path:
         out_path.write_bytes(response.body)
         err.print(f"{len(response.body)} bytes → {out_path}")

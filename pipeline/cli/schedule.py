@@ -102,7 +102,7 @@ def schedule(
             _logging(verbose)
             daemon = Daemon(options)
     except DaemonError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     if list_:
         _report_broken()
         _print_rows(rows, json_)
@@ -110,7 +110,7 @@ def schedule(
     try:
         code = daemon.serve()
     except DaemonError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     if code:
         raise typer.Exit(code)
 

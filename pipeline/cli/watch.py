@@ -55,6 +55,11 @@ def watch_add(
     health_only: Annotated[
         bool, typer.Option(help="Maintainers: source-health alerts and no events.")
     ] = False,
+    title: Annotated[str | None, typer.Option(help="Its feeds' title (one line).")] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="The web app its alerts link to (else CREDITWATCH_BASE_URL)."),
+    ] = None,
 ) -> None:
     """Add (or replace) a subscription."""
     data: dict[str, Any] = {
@@ -63,6 +68,7 @@ def watch_add(
         "regions": region or [], "sources": source or [], "lists": list_id or [],
         "list_kinds": kind or [], "mode": mode, "timezone": timezone, "language": language,
         "include_baseline": baseline, "health": health or health_only,
+        "title": title, "base_url": base_url,
     }  # fmt: skip
     if event or health_only:
         data["events"] = [] if health_only else event
@@ -76,7 +82,7 @@ def _subscription(data: dict[str, Any]) -> Subscription:
         for spec in subscription.channels:
             parse_channel(spec)
     except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     return subscription
 
 
@@ -97,7 +103,7 @@ def watch_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
             for spec in subscription.channels:
                 parse_channel(spec)
     except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     _save_subscriptions(subscriptions, origin=str(path))
     out.print(f"{len(subscriptions)} subscription(s) saved from {path}")
 
