@@ -8,10 +8,11 @@ import math
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from sqlalchemy.engine import Connection
 
@@ -116,15 +117,18 @@ class View:
 
 def view(
     list_id: str,
-    q: str | None,
-    status: str,
-    decided_from: str | None,
-    decided_to: str | None,
-    as_of: str | None,
-    sort: str | None = None,
-    direction: str | None = None,
+    q: str | None = Query(None, description="name, USCC or case number (substring)"),
+    status: str = Query("", description="'' (active and expired), active, expired, removed or all"),
+    decided_from: str | None = Query(None, alias="from", description="decided_on ≥, YYYY-MM-DD"),
+    decided_to: str | None = Query(None, alias="to", description="decided_on ≤, YYYY-MM-DD"),
+    as_of: str | None = Query(None, description="the list on this date, YYYY-MM-DD"),
+    sort: str | None = Query(
+        None, description=f"a field to sort by ({', '.join(COLUMNS)}); record_key otherwise"
+    ),
+    direction: str | None = Query(None, alias="dir", description="asc (default) or desc"),
 ) -> View:
-    """The parameters checked: 404 for an unknown list, 422 for anything else wrong."""
+    """The view's parameters, checked (a FastAPI dependency of the page, its CSV and its
+    JSON): 404 for an unknown list, 422 for anything else wrong."""
     src, lst = find_list(list_id)
     if status not in STATUS_FILTERS:
         raise HTTPException(422, f"status must be one of {', '.join(STATUS_FILTERS[1:])}")
@@ -142,6 +146,13 @@ def view(
         as_of=parse_date(as_of, "as_of"),
     )
     return View(src, lst, filters, sort, direction == "desc")
+
+
+AskedView = Annotated[View, Depends(view)]
+
+
+def day_or_empty(value: date | None) -> str:
+    return value.isoformat() if value else ""
 
 
 @dataclass
@@ -233,23 +244,11 @@ def index(request: Request, site: SiteDep) -> HTMLResponse:
     summary="A list's view (the filters and order of its page) as CSV, for spreadsheets",
     response_class=StreamingResponse,
 )
-def list_csv(
-    request: Request,
-    site: SiteDep,
-    list_id: str,
-    q: str | None = Query(None, description="name, USCC or case number (substring)"),
-    status: str = Query("", description="'' (active and expired), active, expired, removed or all"),
-    decided_from: str | None = Query(None, alias="from", description="decided_on ≥, YYYY-MM-DD"),
-    decided_to: str | None = Query(None, alias="to", description="decided_on ≤, YYYY-MM-DD"),
-    as_of: str | None = Query(None, description="the list on this date, YYYY-MM-DD"),
-    sort: str | None = Query(None, description="a column to sort by"),
-    direction: str | None = Query(None, alias="dir", description="asc (default) or desc"),
-) -> StreamingResponse:
+def list_csv(request: Request, site: SiteDep, asked: AskedView) -> StreamingResponse:
     """UTF-8 with a byte-order mark (Excel reads it as UTF-8), the page's columns headed in
     the reader's language with their keys, formula-like cells neutralised as in snapshots
     (``export.formats``), redacted when the server redacts. Unsorted, the whole view is
     written (spooled to disk past a few megabytes); sorted, at most ``SORT_DEPTH`` rows."""
-    asked = view(list_id, q, status, decided_from, decided_to, as_of, sort, direction)
     t = Translator(language(request))
     transform = redact_record if site.redact else None
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 - closed by stream()
@@ -327,19 +326,8 @@ def stream(spool: Any) -> Iterator[bytes]:
 
 @router.get("/lists/{list_id}", response_class=HTMLResponse, include_in_schema=False)
 def list_page(
-    request: Request,
-    site: SiteDep,
-    list_id: str,
-    q: str | None = None,
-    status: str = "",
-    decided_from: str | None = Query(None, alias="from"),
-    decided_to: str | None = Query(None, alias="to"),
-    as_of: str | None = None,
-    sort: str | None = None,
-    direction: str | None = Query(None, alias="dir"),
-    page: int = Query(1, ge=1),
+    request: Request, site: SiteDep, asked: AskedView, page: int = Query(1, ge=1)
 ) -> HTMLResponse:
-    asked = view(list_id, q, status, decided_from, decided_to, as_of, sort, direction)
     shown = entries(site, asked, page, PER_PAGE)
     t = Translator(language(request))
     return site.render(
@@ -359,11 +347,11 @@ def list_page(
         lst=asked.lst,
         charts=list_view(request, asked.source, asked.lst),
         form={
-            "q": q or "",
-            "status": status,
-            "from": decided_from or "",
-            "to": decided_to or "",
-            "as_of": as_of or "",
+            "q": asked.filters.q or "",
+            "status": asked.filters.status,
+            "from": day_or_empty(asked.filters.decided_from),
+            "to": day_or_empty(asked.filters.decided_to),
+            "as_of": day_or_empty(asked.filters.as_of),
             "sort": asked.sort or "",
             "dir": "desc" if asked.descending else "",
         },
@@ -391,18 +379,8 @@ def api_sources(site: SiteDep) -> list[SourceSummary]:
 )
 def api_entries(
     site: SiteDep,
-    list_id: str,
-    q: str | None = Query(None, description="name, USCC or case number (substring)"),
-    status: str = Query("", description="'' (active and expired), active, expired, removed or all"),
-    decided_from: str | None = Query(None, alias="from", description="decided_on ≥, YYYY-MM-DD"),
-    decided_to: str | None = Query(None, alias="to", description="decided_on ≤, YYYY-MM-DD"),
-    as_of: str | None = Query(None, description="the list on this date, YYYY-MM-DD"),
-    sort: str | None = Query(
-        None, description=f"a field to sort by ({', '.join(COLUMNS)}); record_key otherwise"
-    ),
-    direction: str | None = Query(None, alias="dir", description="asc (default) or desc"),
+    asked: AskedView,
     page: int = Query(1, ge=1),
     per_page: int = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE),
 ) -> EntriesPage:
-    asked = view(list_id, q, status, decided_from, decided_to, as_of, sort, direction)
     return entries(site, asked, page, per_page).page
