@@ -1,45 +1,57 @@
-"""Benchmark change detection (storage.lifecycle.apply_run) on a large synthetic list.
+"""Benchmark change detection on a large synthetic list, against two anchors.
 
-Run 1 stages N entries (the baseline); run 2 stages the same list with 1% modified, 1% gone
-and 1% new, then detection runs. Prints staging and detection seconds and entries/s, on
-SQLite by default or on the database in DATABASE_URL.
+For each database (SQLite in a temporary file; PostgreSQL in a database of its own on the
+server of ``DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``), in a child
+process of its own so that its peak memory is its own:
 
-    python bench/bench_detection.py [--entries 200000]
+* run 1 stages N entries and detects (the baseline), run 2 stages the same list with 1%
+  modified, 1% gone and 1% new and detects, as ``pipeline.finalize`` would: the finish checks
+  that read every staged entry (counts, repeated keys, entries seen again, changed entries),
+  then ``storage.lifecycle.apply_run``;
+* it prints seconds for staging, checks and detection, entries per second and the peak RSS
+  of the process (the database server's own memory is not in it).
+
+Anchors, on the same keys of run 1 and run 2: DuckDB's ``EXCEPT`` both ways (new and gone keys)
+and ``comm -3`` over the two key files sorted by ``sort``; detection's ratio to each is printed.
+
+    python bench/bench_detection.py --entries 1000000 10000000 [--databases sqlite postgresql]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
-from core.normalise import content_hash
-from core.registry import get_source
-from storage.engine import get_engine, upgrade
-from storage.lifecycle import RunDetection, apply_run
-from storage.models import Event
-from storage.runlog import RunWriter
-from storage.runs import create_run, get_run
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LIST = "xmtravel.warning"
 START = datetime(2025, 11, 21, 2, 0, tzinfo=UTC)
+STEP = 100  # 1 in STEP: gone, modified, and as many new
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def key(i: int) -> str:
+    return f"厦文旅罚(2025){i}号"
 
 
 def entry(i: int, fine: int) -> dict[str, Any]:
-    key = f"厦文旅罚(2025){i}号"
     return {
         "source": "xmtravel",
         "list": LIST,
-        "record_key": key,
+        "record_key": key(i),
         "entity_id": f"xmtravel-n{i:032x}",
         "entity_name": f"厦门测试{i}旅行社有限公司",
-        "case_number": key,
+        "case_number": key(i),
         "title": None,
         "uscc": None,
         "fine_yuan": fine,
@@ -50,21 +62,72 @@ def entry(i: int, fine: int) -> dict[str, Any]:
     }
 
 
-def one_run(url: str, entries: list[dict[str, Any]], day: int) -> tuple[float, float]:
+def day1(n: int) -> Iterator[int]:
+    return iter(range(n))
+
+
+def day2(n: int) -> Iterator[int]:
+    """Run 2's entries: every STEP-th gone, the one after it modified, n/STEP new."""
+    yield from (i for i in range(n) if i % STEP != 0)
+    yield from range(n, n + n // STEP)
+
+
+def fine_on_day2(i: int) -> int:
+    return 2000 if i % STEP == 1 else 1000
+
+
+# -- one database, in its own process ---------------------------------------------------------
+
+
+def one_run(url: str, entries: Iterator[dict[str, Any]], day: int) -> dict[str, float]:
+    from core.normalise import content_hash
+    from core.registry import get_source
+    from storage.engine import get_engine
+    from storage.lifecycle import RunDetection, apply_run
+    from storage.runlog import RunWriter
+    from storage.runs import (
+        changed_entries,
+        create_run,
+        get_run,
+        repeated_keys,
+        seen_again_counts,
+        staged_counts,
+    )
+
     engine = get_engine(url)
     run_id = create_run(
         engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=1
     )
+    # Staging is the writer's time alone: making the records and their content hashes is
+    # the crawler's normalising work, timed apart as "producing".
+    writer = RunWriter(engine, run_id, batch_size=20_000)
+    staged, producing, staging = 0, 0.0, 0.0
+    while True:
+        start = time.perf_counter()
+        record = next(entries, None)
+        digest = content_hash(record) if record is not None else ""
+        middle = time.perf_counter()
+        producing += middle - start
+        if record is None:
+            break
+        writer.add_record(record, digest)
+        staged += 1
+        staging += time.perf_counter() - middle
     start = time.perf_counter()
-    writer = RunWriter(engine, run_id, batch_size=5000)
-    for e in entries:
-        writer.add_record(e, content_hash(e))
     writer.flush()
-    staged = time.perf_counter() - start
+    staging += time.perf_counter() - start
+    times = {"entries": staged, "producing": producing, "staging": staging}
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        staged_counts(conn, run_id)
+        repeated_keys(conn, run_id)
+        seen_again_counts(conn, run_id)
+        changed = sum(1 for _ in changed_entries(conn, run_id, page=10_000))
+    times["checks"] = time.perf_counter() - start
     at = START + timedelta(days=day)
     start = time.perf_counter()
     with engine.begin() as conn:
-        apply_run(
+        counts = apply_run(
             conn,
             RunDetection(
                 run_id=run_id,
@@ -77,42 +140,172 @@ def one_run(url: str, entries: list[dict[str, Any]], day: int) -> tuple[float, f
                 delist_after=1,
             ),
         )
-    return staged, time.perf_counter() - start
+    times["detection"] = time.perf_counter() - start
+    times["changed"] = changed
+    times["events"] = dict(counts)  # type: ignore[assignment]
+    return times
+
+
+def measure(database: str, n: int) -> dict[str, Any]:
+    """Both runs on a fresh database; returns the timings and the peak RSS."""
+    from storage.engine import get_engine, upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if database == "sqlite":
+            url, drop = f"sqlite:///{Path(tmp) / 'bench.sqlite'}", None
+        else:
+            url, drop = _fresh_postgres(os.environ.get("DATABASE_URL") or DEFAULT_PG)
+        try:
+            upgrade(url)
+            first = one_run(url, (entry(i, 1000) for i in day1(n)), 0)
+            second = one_run(url, (entry(i, fine_on_day2(i)) for i in day2(n)), 1)
+        finally:
+            get_engine(url).dispose()
+            if drop:
+                drop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"database": database, "n": n, "run1": first, "run2": second, "peak_rss": peak}
+
+
+def _fresh_postgres(server_url: str) -> tuple[str, Any]:
+    import psycopg
+
+    name = f"cw_bench_{os.getpid()}"
+    plain = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    base = plain.rsplit("/", 1)[0]
+
+    def drop() -> None:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}", drop
+
+
+# -- anchors ---------------------------------------------------------------------------------
+
+
+def duckdb_except(n: int) -> float:
+    """Seconds for DuckDB to find the new and the gone keys with ``EXCEPT`` (tables built
+    first, not timed)."""
+    import duckdb
+
+    con = duckdb.connect()
+    gone, new = STEP, n // STEP
+    con.execute(
+        "CREATE TABLE a AS SELECT '厦文旅罚(2025)' || i || '号' AS k FROM range(?) t(i)", [n]
+    )
+    con.execute(
+        "CREATE TABLE b AS SELECT '厦文旅罚(2025)' || i || '号' AS k FROM range(?) t(i) "
+        "WHERE i % ? <> 0 OR i >= ?",
+        [n + new, gone, n],
+    )
+    start = time.perf_counter()
+    except_ = "SELECT count(*) FROM (SELECT k FROM {} EXCEPT SELECT k FROM {})"
+    added = con.execute(except_.format("b", "a")).fetchone()
+    removed = con.execute(except_.format("a", "b")).fetchone()
+    seconds = time.perf_counter() - start
+    assert added and removed and added[0] == new and removed[0] == len(range(0, n, STEP))
+    return seconds
+
+
+def sort_comm(n: int, tmp: Path) -> tuple[float, float]:
+    """Seconds for ``sort`` of the two key files and for ``comm -3`` of the sorted files."""
+    files = []
+    for name, keys in (("a", day1(n)), ("b", day2(n))):
+        path = tmp / name
+        with path.open("w", encoding="utf-8") as out:
+            for i in keys:
+                out.write(key(i) + "\n")
+        files.append(path)
+    env = {**os.environ, "LC_ALL": "C"}
+    start = time.perf_counter()
+    for path in files:
+        subprocess.run(["sort", "-o", f"{path}.sorted", str(path)], check=True, env=env)
+    sorted_at = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        subprocess.run(
+            ["comm", "-3", f"{files[0]}.sorted", f"{files[1]}.sorted"],
+            check=True,
+            env=env,
+            stdout=sink,
+        )
+    return sorted_at - start, time.perf_counter() - sorted_at
+
+
+# -- report ----------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--entries", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    n = args.entries
-    with tempfile.TemporaryDirectory() as tmp:
-        url = os.environ.get("DATABASE_URL") or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
-        upgrade(url)
-        print(f"database: {get_engine(url).dialect.name}, {n:,} entries")
-        day1 = [entry(i, 1000) for i in range(n)]
-        staged, detected = one_run(url, day1, 0)
+    if args.child:
+        database, n = args.child.split(":")
+        print(json.dumps(measure(database, int(n))))
+        return
+    rows = []
+    for n in args.entries:
+        with tempfile.TemporaryDirectory() as tmp:
+            anchor = duckdb_except(n)
+            sorting, comm = sort_comm(n, Path(tmp))
         print(
-            f"run 1 (baseline): staged {staged:.1f} s, detection {detected:.1f} s "
-            f"= {n / detected:,.0f} entries/s"
+            f"{n:,} entries: anchors DuckDB EXCEPT {anchor:.2f} s, sort {sorting:.2f} s + "
+            f"comm {comm:.2f} s",
+            flush=True,
         )
-        step = 100
-        day2 = [entry(i, 2000 if i % step == 1 else 1000) for i in range(n) if i % step != 0] + [
-            entry(n + i, 1000) for i in range(n // step)
-        ]
-        staged, detected = one_run(url, day2, 1)
-        with get_engine(url).connect() as conn:
-            table = Event.__table__
-            kinds = dict(
-                conn.execute(
-                    select(table.c.event, func.count())
-                    .where(table.c.run_id == "xmtravel:2")
-                    .group_by(table.c.event)
-                ).all()
+        for database in args.databases:
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", f"{database}:{n}"],
+                check=True,
+                capture_output=True,
+                text=True,
             )
-        print(
-            f"run 2 (1% new, 1% modified, 1% gone): staged {staged:.1f} s, detection "
-            f"{detected:.1f} s = {len(day2) / detected:,.0f} entries/s; events {kinds}"
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            rows.append((result, anchor, sorting + comm))
+            print(_line(result, anchor, sorting + comm), flush=True)
+    print()
+    print(_table(rows))
+
+
+def _line(result: dict[str, Any], anchor: float, comm: float) -> str:
+    out = []
+    for name in ("run1", "run2"):
+        r = result[name]
+        total = r["staging"] + r["checks"] + r["detection"]
+        out.append(
+            f"  {result['database']} {name}: {r['entries']:,} produced {r['producing']:.1f} s, "
+            f"staged {r['staging']:.1f} s, "
+            f"checks {r['checks']:.1f} s, detection {r['detection']:.1f} s "
+            f"({r['entries'] / r['detection']:,.0f}/s), total {total:.1f} s; events {r['events']}"
         )
+    out.append(f"  {result['database']}: peak RSS {result['peak_rss'] / 2**20:,.0f} MiB")
+    return "\n".join(out)
+
+
+def _table(rows: list[tuple[dict[str, Any], float, float]]) -> str:
+    """The README's table: run 2 (the 1% changes) per database and size."""
+    head = (
+        "| entries | database | staging | checks | detection | detection entries/s | "
+        "stage+check+detect | peak RSS | ÷ DuckDB EXCEPT | ÷ sort+comm |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [head]
+    for result, anchor, comm in rows:
+        r = result["run2"]
+        total = r["staging"] + r["checks"] + r["detection"]
+        lines.append(
+            f"| {result['n']:,} | {result['database']} | {r['staging']:.1f} s | "
+            f"{r['checks']:.1f} s | {r['detection']:.1f} s | "
+            f"{r['entries'] / r['detection']:,.0f} | {total:.1f} s | "
+            f"{result['peak_rss'] / 2**20:,.0f} MiB | {r['detection'] / anchor:.0f}× | "
+            f"{r['detection'] / comm:.0f}× |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ fetch of its page), its pager's promises were kept and its declared assertions h
 registry's ``checks:``: ``min_rows``, ``max_drop`` against the list's last healthy run,
 ``fill_rates`` of fields); otherwise ``degraded`` (stored, but proves no absence) or
 ``failed`` (nothing usable).
+
+A list of ``coverage: partial`` (the registry's ``ReadLimit``) is read in part by design: its
+pager's promises are those it makes within the limit (a list of 8 million read 1,000 a run is
+whole when those 1,000 arrived), and a healthy run of it carries a ``partial`` note among its
+findings, shown as ``healthy (partial)``. A note is no fault: it never makes a list unhealthy.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.registry import HealthChecks
+    from core.registry import HealthChecks, ReadLimit
 
 HEALTH_ORDER = ("healthy", "degraded", "failed")
 VOID = "void"
@@ -32,6 +37,32 @@ IN_PROGRESS_STATES = ("running", "fetched")
 UNCOUNTED_STATES = (*IN_PROGRESS_STATES, VOID)
 """Run states a source's standing does not count: no verdict yet, or none to give."""
 EXAMPLES = 5
+PARTIAL = "partial"
+"""The ``check`` of the note a healthy run of a partial list carries (and the marker that a
+run's display reads: ``healthy (partial)``)."""
+HEALTHY_PARTIAL = "healthy_partial"
+"""How a healthy run, or list, read in part is shown (``vocabulary.health`` in the catalogue)."""
+
+
+def is_note(finding: Mapping[str, Any]) -> bool:
+    """A finding that explains, not one that faults the list (the ``partial`` note)."""
+    return bool(finding.get("note"))
+
+
+def faults(findings: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
+    """The findings that make a list unhealthy: every one but the notes."""
+    return [f for f in findings or () if not is_note(f)]
+
+
+def is_partial(findings: Iterable[Mapping[str, Any]] | None) -> bool:
+    """The list's findings hold the ``partial`` note: healthy, read in part by design."""
+    return any(f.get("check") == PARTIAL and is_note(f) for f in findings or ())
+
+
+def shown_health(health: str, partial: bool) -> str:
+    """The vocabulary value a list's or run's health is shown as: ``healthy_partial`` for a
+    healthy one read in part, else the health itself."""
+    return HEALTHY_PARTIAL if health == "healthy" and partial else health
 
 
 @dataclass(frozen=True)
@@ -64,6 +95,11 @@ class ListHealth:
     # `builtins.list`: the field `list` above shadows the type for checkers.
     findings: builtins.list[dict[str, Any]] = field(default_factory=builtins.list)
 
+    @property
+    def partial(self) -> bool:
+        """Healthy, read in part by design (its ``partial`` note)."""
+        return self.health == "healthy" and is_partial(self.findings)
+
     def as_row(self) -> dict[str, Any]:
         return {
             "list": self.list,
@@ -95,28 +131,64 @@ def outcome_findings(fetches: Iterable[FetchOutcome]) -> list[dict[str, Any]]:
     ]
 
 
-def pager_findings(pages: Sequence[PageSeen]) -> list[dict[str, Any]]:
-    """What the list's own pager promised against what arrived."""
+def pager_findings(
+    pages: Sequence[PageSeen], limit: ReadLimit | None = None
+) -> list[dict[str, Any]]:
+    """What the list's own pager promised against what arrived. ``limit``: the list is read
+    in part by design, up to it; only what the pager promised within it is owed (a page
+    short of rows there, or one missing, is still a fault)."""
     if not pages:
         return [{"check": "list_pages", "detail": "no list page was read"}]
     findings: list[dict[str, Any]] = []
     first = min(pages, key=lambda p: p.page_no)
     seen_numbers = {p.page_no for p in pages}
     if first.declared_pages:
-        missing = sorted(set(range(1, first.declared_pages + 1)) - seen_numbers)
+        owed = limit.pages_within(first.declared_pages) if limit else first.declared_pages
+        missing = sorted(set(range(1, owed + 1)) - seen_numbers)
         if missing:
+            within = f" (the first {owed} read by design)" if owed < first.declared_pages else ""
             findings.append(
-                {"check": "pages", "detail": f"pages {missing} of {first.declared_pages} missing"}
+                {
+                    "check": "pages",
+                    "detail": f"pages {missing} of {first.declared_pages} missing{within}",
+                }
             )
     rows = sum(p.rows for p in pages)
-    if first.declared_total is not None and rows != first.declared_total:
-        findings.append(
-            {
-                "check": "rows",
-                "detail": f"pager says {first.declared_total} entries, pages showed {rows}",
-            }
-        )
+    if first.declared_total is not None:
+        owed = limit.rows_within(first.declared_total) if limit else first.declared_total
+        if rows != owed:
+            within = f" ({owed} within the read limit)" if owed < first.declared_total else ""
+            findings.append(
+                {
+                    "check": "rows",
+                    "detail": (
+                        f"pager says {first.declared_total} entries{within}, pages showed {rows}"
+                    ),
+                }
+            )
     return findings
+
+
+def partial_note(pages: Sequence[PageSeen], limit: ReadLimit) -> dict[str, Any]:
+    """The note of a healthy run of a partial list: how much of it the run read, so that
+    ``healthy`` is never taken for "every entry was seen"."""
+    first = min(pages, key=lambda p: p.page_no) if pages else None
+    declared = first.declared_total if first else None
+    rows = sum(p.rows for p in pages)
+    of = f" of {declared}" if declared is not None else ""
+    cap = f" (at most {limit.rows} a run)" if limit.rows is not None else ""
+    return {
+        "check": PARTIAL,
+        "note": True,
+        "detail": (
+            f"read {rows}{of} entries{cap}: the list is read in part by design "
+            "(coverage: partial), so absence from it proves nothing"
+        ),
+        "rows_seen": rows,
+        "rows_declared": declared,
+        "limit_rows": limit.rows,
+        "limit_pages": limit.pages,
+    }
 
 
 def assertion_findings(
@@ -219,11 +291,17 @@ def judge_list(
     pages: Sequence[PageSeen],
     records: int,
     assertions: Sequence[dict[str, Any]] = (),
+    *,
+    partial: ReadLimit | None = None,
 ) -> ListHealth:
     """Health of one list; ``fetches`` are those bearing on it (its own and source-wide);
-    ``assertions`` the findings of its broken declared checks (``assertion_findings``)."""
-    findings = outcome_findings(fetches) + pager_findings(pages) + list(assertions)
-    health = "healthy" if not findings else "degraded" if records else "failed"
+    ``assertions`` the findings of its broken declared checks (``assertion_findings``);
+    ``partial`` the read limit of a list read in part by design (``coverage: partial``):
+    healthy, it carries the ``partial`` note."""
+    findings = outcome_findings(fetches) + pager_findings(pages, partial) + list(assertions)
+    health = "healthy" if not faults(findings) else "degraded" if records else "failed"
+    if health == "healthy" and partial is not None:
+        findings.append(partial_note(pages, partial))
     first = min(pages, key=lambda p: p.page_no) if pages else None
     return ListHealth(
         list=list_id,
@@ -242,7 +320,9 @@ def judge_run(
     pages: Sequence[PageSeen],
     records: dict[str, int],
     assertions: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    partial: Mapping[str, ReadLimit] | None = None,
 ) -> list[ListHealth]:
+    """Every list's health; ``partial``: the read limits of the lists read in part."""
     judged = []
     for list_id in lists:
         bearing = [f for f in fetches if f.list in (None, list_id)]
@@ -253,6 +333,7 @@ def judge_run(
                 [p for p in pages if p.list == list_id],
                 records.get(list_id, 0),
                 (assertions or {}).get(list_id, ()),
+                partial=(partial or {}).get(list_id),
             )
         )
     return judged

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -48,12 +49,17 @@ RecordKeyRule = Literal["case", "case_subject", "subject"]
 # from healthy runs means delisting; "announcements" publish batches once, so an entry that
 # no page repeats is still listed: it ends by expiry or a published removal only.
 Publication = Literal["database", "announcements"]
+# How much of a list a run reads. "complete": every entry the portal shows; "partial": by
+# design only part of it (a portal's cap, the list's own ``max_pages``), so a run that read
+# all it meant to is healthy (partial) and absence from it proves nothing, as on announcements.
+Coverage = Literal["complete", "partial"]
 # The shared spiders a source may be served by instead of a ``spider.py`` of its own
 # (``crawlers/loader.py`` maps each to its class).
 SpiderFamily = Literal["announcements", "json_api", "html_list", "creditsearch"]
 LIST_KINDS: tuple[str, ...] = get_args(ListKind)
 RECORD_KEY_RULES: tuple[str, ...] = get_args(RecordKeyRule)
 PUBLICATIONS: tuple[str, ...] = get_args(Publication)
+COVERAGES: tuple[str, ...] = get_args(Coverage)
 SPIDER_FAMILIES: tuple[str, ...] = get_args(SpiderFamily)
 # The families that read a block of their own, named after them, on every list.
 LIST_BLOCK_FAMILIES: tuple[str, ...] = ("json_api", "html_list", "creditsearch")
@@ -93,6 +99,23 @@ class DelistingGuard:
 
 
 @dataclass(frozen=True)
+class ReadLimit:
+    """The most of a list one run reads (its spider's ``cap`` and ``max_pages``): on a list of
+    ``coverage: partial``, reading up to here is what the run meant to do, not a fault."""
+
+    rows: int | None = None
+    pages: int | None = None
+
+    def rows_within(self, declared: int) -> int:
+        """Of ``declared`` entries, how many a run reads."""
+        return declared if self.rows is None else min(declared, self.rows)
+
+    def pages_within(self, declared: int) -> int:
+        """Of ``declared`` pages, how many a run reads."""
+        return declared if self.pages is None else min(declared, self.pages)
+
+
+@dataclass(frozen=True)
 class ListDef:
     id: str  # full id, "<source>.<list>"
     short_id: str
@@ -103,6 +126,8 @@ class ListDef:
     required_fields: tuple[str, ...]
     domain: str | None = None  # reason vocabulary when the list differs from its source
     publication: str = "database"
+    coverage: str = "complete"  # "partial": read in part by design (``Coverage``)
+    read_limit: ReadLimit | None = None  # what one run reads at most, when declared
     validity_years: int | None = None  # listing ends N years after decided_on when unpublished
     checks: HealthChecks = field(default_factory=HealthChecks)
     guard: DelistingGuard = field(default_factory=DelistingGuard)
@@ -114,8 +139,16 @@ class ListDef:
     creditsearch: CreditSearchDef | None = field(default=None, compare=False)
 
     @property
+    def partial(self) -> bool:
+        """Read in part by design: its healthy runs are ``healthy (partial)``."""
+        return self.coverage == "partial"
+
+    @property
     def diffs_absence(self) -> bool:
-        return self.publication == "database"
+        """Absence from a healthy run counts towards delisting: a database read whole. A
+        partial list's runs miss entries by design, so it is kept like announcements: an
+        entry ends by expiry or a published removal, never by ``disappeared``."""
+        return self.publication == "database" and not self.partial
 
 
 @dataclass(frozen=True)
@@ -181,6 +214,11 @@ class SourceDef:
     failing_after: int = 3  # SCHEMA.md's K: unhealthy runs in a row before the source is failing
     jitter: int = 0  # seconds; each scheduled run starts up to this much later, at random
     watchlist: str | None = None  # what scheduled runs watch (watch lists): a file or "db:"
+    # Queued crawl jobs per trigger, each one shard of the watchlist (``schedule.shards``), and
+    # the most a source allows (``watch.max_shards``): every shard is a browser session of
+    # its own at the source's full politeness, so N shards ask the portal N times as fast.
+    shards: int = 1
+    max_shards: int = 2
     spider: str | None = None  # the family spider serving it; None: its room's spider.py
     # The vendor platform the portal runs on (portals.md §4.1: xygs, creditsearch, …): one
     # family spider serves several platforms, each platform several portals.
@@ -240,6 +278,7 @@ class _Schedule(_Block):
     timezone: Text = TIMEZONE_NAME
     jitter: Count = 0
     watchlist: str | None = None
+    shards: Positive = 1
 
     @field_validator("cron")
     @classmethod
@@ -293,6 +332,7 @@ class _Watch(_Block):
 
     page_size: Positive = 10
     max_pages: Positive = 20
+    max_shards: Positive = 2  # cap on shards of one watchlist (each a session of its own)
 
 
 class _Checks(_Block):
@@ -565,6 +605,7 @@ class _List(_Block):
     list_kind: ListKind
     record_key: RecordKeyRule = "case"
     publication: Publication = "database"
+    coverage: Coverage = "complete"
     validity_years: Positive | None = None
     required_fields: list[Text] = ["entity_name"]
     domain: str | None = None
@@ -575,6 +616,43 @@ class _List(_Block):
     json_api: _JsonApi | None = None
     html_list: _HtmlList | None = None
     creditsearch: _CreditSearch | None = None
+
+    @model_validator(mode="after")
+    def _partial_reading(self) -> _List:
+        """``coverage: partial`` needs the limit a run reads up to, and only fits a database
+        read page by page: watch lists are complete per watched subject, and announcements
+        never count absence anyway."""
+        if self.coverage != "partial":
+            return self
+        if self.watch is not None:
+            raise ValueError(
+                "coverage: partial does not fit a watch list: its completeness is per watched "
+                "subject"
+            )
+        if self.publication == "announcements":
+            raise ValueError(
+                "coverage: partial is for databases: announcements never count absence anyway"
+            )
+        if _read_limit(self) is None:
+            raise ValueError(
+                "coverage: partial needs the limit a run reads up to: api.cap or "
+                "api.max_pages, or max_pages in the list's json_api, html_list or "
+                "creditsearch block"
+            )
+        return self
+
+
+def _read_limit(raw: _List) -> ReadLimit | None:
+    """What one run reads of the list at most, from its paging block (None: no limit)."""
+    if raw.api is not None:
+        size = raw.api.page_size
+        limits = [raw.api.cap, raw.api.max_pages * size if raw.api.max_pages else None]
+        rows = min((n for n in limits if n is not None), default=None)
+        return None if rows is None else ReadLimit(rows=rows, pages=math.ceil(rows / size))
+    for block in (raw.json_api, raw.html_list, raw.creditsearch):
+        if block is not None and block.max_pages is not None:
+            return ReadLimit(rows=block.max_pages * block.page_size, pages=block.max_pages)
+    return None
 
 
 class _Selectors(_Block):
@@ -621,6 +699,24 @@ class _Source(_Block):
     spider: SpiderFamily | None = None
     platform: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] | None = None
     labels: dict[Text, Text] = {}
+
+    @model_validator(mode="after")
+    def _shards(self) -> _Source:
+        """``schedule.shards`` split the watchlist: it needs one, and stays under the cap."""
+        shards = self.schedule.shards if self.schedule is not None else 1
+        if shards == 1:
+            return self
+        if self.schedule is None or not self.schedule.watchlist:
+            raise ValueError("schedule.shards splits the watchlist: schedule.watchlist is needed")
+        if not any(lst.watch is not None for lst in self.lists):
+            raise ValueError("schedule.shards needs a watch list (a list with a 'watch:' block)")
+        cap = self.watch.max_shards if self.watch is not None else _Watch().max_shards
+        if shards > cap:
+            raise ValueError(
+                f"schedule.shards {shards} is above watch.max_shards {cap}: each shard asks "
+                "the portal at the full politeness rate"
+            )
+        return self
 
     @field_validator("labels")
     @classmethod
@@ -820,6 +916,8 @@ def parse_source(
         failing_after=model.failing_after,
         jitter=schedule.jitter,
         watchlist=schedule.watchlist,
+        shards=schedule.shards,
+        max_shards=(model.watch or _Watch()).max_shards,
         spider=model.spider,
         platform=model.platform,
         labels=tuple(model.labels.items()),
@@ -841,6 +939,8 @@ def _list_def(source_id: str, raw: _List) -> ListDef:
         required_fields=tuple(raw.required_fields),
         domain=raw.domain,
         publication=raw.publication,
+        coverage=raw.coverage,
+        read_limit=_read_limit(raw),
         validity_years=raw.validity_years,
         checks=HealthChecks(
             min_rows=checks.min_rows,

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.health import is_partial
+
 
 def _absent(value: Any) -> bool:
     return value is None
@@ -43,6 +45,11 @@ class ListSummary(_Model):
     # ``builtins.list``: the field ``list`` hides the builtin in this class's namespace.
     findings: builtins.list[dict[str, Any]] = Field(default_factory=builtins.list)
 
+    @property
+    def partial(self) -> bool:
+        """Healthy, read in part by design (the ``partial`` note among its findings)."""
+        return self.health == "healthy" and is_partial(self.findings)
+
 
 class AnnouncementsSummary(_Model):
     """Announcements of the run by state, each problem spelled out for a maintainer."""
@@ -55,13 +62,15 @@ class AnnouncementsSummary(_Model):
 
 class RunSummary(_Model):
     """What a finished run reports: per-list health, fetch outcomes, events by kind, and,
-    for sources that have them, announcements and delistings held by the guard."""
+    for sources that have them, announcements, delistings held by the guard and the healthy
+    lists it read in part by design (``partial``: its state is shown ``healthy (partial)``)."""
 
     lists: dict[str, ListSummary] = Field(default_factory=dict)
     outcomes: dict[str, OutcomeCount] = Field(default_factory=dict)
     events: dict[str, int] = Field(default_factory=dict)
     announcements: AnnouncementsSummary | None = Field(default=None, exclude_if=_absent)
     held: dict[str, int] | None = Field(default=None, exclude_if=_absent)
+    partial: builtins.list[str] | None = Field(default=None, exclude_if=_absent)
 
     @classmethod
     def load(cls, stored: dict[str, Any] | None) -> RunSummary:

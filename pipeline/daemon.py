@@ -37,6 +37,20 @@ waits up to ``stop_timeout`` seconds for the crawls in progress to finish; a sec
 the timeout, stops their processes (SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds) and
 their runs end ``aborted``.
 
+Several hosts (PostgreSQL). Only one daemon fires triggers: the one holding the leader lock
+(``storage.daemon.LeaderLock``, a session-level advisory lock on a connection of its own).
+Another daemon started on the same database logs that it is standing by and tries again
+every ``STANDBY_POLL`` seconds; it does nothing else (no sweep, no reconciling) until the
+leader's session ends, and then takes over with the stored jobs and their next run times.
+A leader that loses its lock's connection stops (exit status 1) rather than risk a second
+leader; its service manager restarts it, standing by. With ``queue`` (``schedule --queue``)
+a crawl job does not crawl: it defers the crawl to the procrastinate queue
+(``pipeline/queue.py``) for ``creditwatch worker`` processes on any host, and the queue's lock
+replaces the database guard above; a source declaring ``schedule.shards: N`` gets N jobs per
+trigger, one per shard of its watchlist (``pipeline.queue.defer_crawls``). Without the queue
+``shards`` is ignored: the daemon crawls the whole watchlist in one run. SQLite has no leader
+and no queue: one daemon, crawling in its own process.
+
 Tests and demos. ``replay_dir`` replays ``DIR/<source>.yaml`` on every run instead of the live
 site (only sources with a cassette there are scheduled); ``interval`` replaces every cron
 expression with "every N seconds" (no jitter); ``settings`` pass Scrapy settings to every
@@ -52,13 +66,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -67,6 +82,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from procrastinate import App
 from sqlalchemy import Engine
 from sqlalchemy.engine import Row
 
@@ -77,11 +93,13 @@ from core.registry import SourceDef, broken_sources, load_registry
 from pipeline.finalize import finish_left_runs
 from pipeline.processes import parent_of
 from pipeline.processes import process_alive as process_alive  # the tests' import
-from pipeline.run import CrawlError, CrawlSpec, crawl
-from storage.daemon import running_runs
+from pipeline.queue import defer_crawls, ensure_schema, open_app
+from pipeline.run import CrawlError, CrawlSpec, NothingToCrawl, crawl
+from storage.daemon import LeaderLock, is_postgres, running_runs
 from storage.engine import database_url, get_engine, upgrade
 from storage.models import SchedulerJob
 from storage.runs import get_run, recent_runs, this_host
+from storage.shards import crawl_key
 
 log = logging.getLogger("creditwatch.schedule")
 
@@ -90,6 +108,9 @@ CRAWL_FUNC = "pipeline.daemon:crawl_job"
 ALERTS_FUNC = "pipeline.daemon:alerts_job"
 ALERTS_JOB = "alerts:send"
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a stop cannot wait
+LEADER_LOCK = "scheduler"
+STANDBY_POLL = 1.0  # seconds between a standing-by daemon's tries for the leader lock
+LEADER_CHECK = 5.0  # seconds between the leader's checks that its lock's session answers
 
 
 class DaemonError(ValueError):
@@ -109,6 +130,7 @@ class DaemonOptions:
     stop_timeout: float = 900.0  # seconds a stop waits for crawls in progress
     run_for: float | None = None  # stop after this many seconds
     timezone: str = TIMEZONE_NAME  # the scheduler's, and the alerts job's
+    queue: bool = False  # PostgreSQL: defer crawls to the queue for `creditwatch worker`s
 
     def __post_init__(self) -> None:
         if self.interval is not None and self.interval <= 0:
@@ -254,6 +276,9 @@ def desired_jobs(sources: Iterable[SourceDef], options: DaemonOptions) -> list[J
             "settings": dict(sorted(options.settings.items())),
             "watchlist": source.watchlist,
         }
+        shards = getattr(source, "shards", 1)  # a test's stand-in source may not say
+        if shards > 1:  # queued as one job per shard; one run here without the queue
+            crawl["shards"] = shards
         if options.replay_dir is not None:
             cassette = cassette_for(options.replay_dir, source.id)
             if cassette is None:
@@ -463,17 +488,22 @@ def run_source(
     options: dict[str, Any],
     *,
     stopping: threading.Event | None = None,
+    guard: bool = True,
 ) -> Row[Any] | None:
     """One scheduled crawl of ``source_id``, unless a live run of it is in progress; returns
-    the finished run, or None when skipped (or refused: a cassette not of the source)."""
+    the finished run, or None when skipped (or refused: a cassette not of the source).
+    ``guard=False`` (the queue's workers) skips the check for a run in progress: the queue's
+    lock already holds every other crawl of the source back."""
     engine = get_engine(url)
     aborted, _ = finish_left_runs(
         engine, source=source_id, why="marked aborted before the next run"
     )
     for run_id in aborted:
         log.warning("run %s had lost its process: marked aborted", run_id)
-    with engine.connect() as conn:
-        busy = running_runs(conn, source=source_id, states=IN_PROGRESS_STATES)
+    busy: Sequence[Row[Any]] = ()
+    if guard:
+        with engine.connect() as conn:
+            busy = running_runs(conn, source=source_id, states=IN_PROGRESS_STATES)
     if busy:
         run = busy[-1]
         log.warning(
@@ -493,12 +523,17 @@ def run_source(
         delist_after=options.get("delist_after"),
         settings=dict(options.get("settings") or {}),
         watchlist=options.get("watchlist"),
+        shard=options.get("shard"),
     )
-    log.info("%s: crawl starting (%s)", source_id, spec.mode)
+    named = f"{source_id} shard {spec.shard}" if spec.shard else source_id
+    log.info("%s: crawl starting (%s)", named, spec.mode)
     try:
         run_id = crawl(spec, url=url)
+    except NothingToCrawl as exc:  # an empty shard: no run
+        log.info("%s: not crawled: %s", named, exc)
+        return None
     except CrawlError as exc:  # refused before any run was made: the wrong cassette
-        log.error("%s: not crawled: %s", source_id, exc)
+        log.error("%s: not crawled: %s", named, exc)
         return None
     with engine.connect() as conn:
         run = get_run(conn, run_id)
@@ -515,7 +550,11 @@ def run_source(
 
 
 def crawl_job(source_id: str, options: dict[str, Any]) -> str | None:
-    """The ``crawl:<source>`` job (APScheduler calls it by reference from the job store)."""
+    """The ``crawl:<source>`` job (APScheduler calls it by reference from the job store):
+    one crawl here, or with ``queue`` one crawl job deferred for the workers."""
+    if _current is not None and _current.options.queue:
+        jobs = _current.defer(source_id, options)
+        return ", ".join(f"job {job_id}" for job_id in jobs) or None
     run = (
         run_source(database_url(), source_id, options)
         if _current is None
@@ -526,7 +565,12 @@ def crawl_job(source_id: str, options: dict[str, Any]) -> str | None:
 
 def alerts_job() -> dict[str, int]:
     """The ``alerts:send`` job: the library call behind ``creditwatch alerts send``."""
-    url = _current.url if _current is not None else database_url()
+    return deliver_alerts(_current.url if _current is not None else database_url())
+
+
+def deliver_alerts(url: str) -> dict[str, int]:
+    """One pass of the alert sender (bundle closed digests, deliver what is due), logged when
+    it did anything: the scheduler's job and a worker after a run with events."""
     report = dict(send_pending(get_engine(url)))
     if any(report.values()):
         log.info(
@@ -540,6 +584,32 @@ def alerts_job() -> dict[str, int]:
 
 
 # --- the daemon -----------------------------------------------------------------------------
+
+
+def stop_crawl_processes(
+    url: str, active: Callable[[], Collection[str]], wait: Callable[[float], object]
+) -> None:
+    """Stop the crawl processes this process started for the crawls ``active`` still names
+    (a source, or ``SOURCE#K/N`` for one shard of it: ``storage.shards.crawl_key``): SIGTERM
+    (Scrapy closes the run as aborted), SIGKILL after ``KILL_GRACE`` seconds (``crawl``
+    marks it); returns when ``active`` is empty, or gives up 30 s after that."""
+    sent: dict[int, float] = {}
+    give_up = time.monotonic() + KILL_GRACE + 30
+    while active() and time.monotonic() < give_up:
+        crawls = set(active())
+        with get_engine(url).connect() as conn:
+            runs = [r for r in running_runs(conn, host=this_host()) if crawl_key(r) in crawls]
+        for run in runs:
+            pid = run.pid
+            if not pid or pid == os.getpid() or parent_of(pid) not in (os.getpid(), None):
+                continue
+            if pid not in sent:
+                log.warning("stopping run %s (pid %s)", run.run_id, pid)
+                _signal(pid, signal.SIGTERM)
+                sent[pid] = time.monotonic()
+            elif time.monotonic() - sent[pid] > KILL_GRACE:
+                _signal(pid, signal.SIGKILL)
+        wait(0.3)
 
 
 def sweep_left_runs(engine: Engine) -> tuple[list[str], list[str]]:
@@ -585,8 +655,17 @@ class Daemon:
         self.scheduler: BackgroundScheduler | None = None
         self.stopping = threading.Event()  # no new crawls
         self.forced = threading.Event()  # and stop the ones in progress
+        self.lost_lead = False  # the leader lock's session broke: stop, exit status 1
         self._active: dict[str, float] = {}  # source → when its crawl started
         self._changed = threading.Condition()
+        self._ends: float | None = None  # time.monotonic() when run_for elapses
+        self.leader: LeaderLock | None = None
+        self.queue: App | None = None  # the procrastinate App crawls are deferred to
+        if options.queue and not is_postgres(self.url):
+            raise DaemonError(
+                "--queue needs PostgreSQL (DATABASE_URL=postgresql://...): on SQLite the "
+                "scheduler crawls in its own process"
+            )
 
     # jobs call these (from the executor's threads)
 
@@ -605,6 +684,20 @@ class Daemon:
             self._wake_alerts()
         return run
 
+    def defer(self, source_id: str, options: dict[str, Any]) -> list[int]:
+        """Queue one trigger's crawl of ``source_id`` for the workers, one job per shard;
+        the ids of the jobs queued (a crawl of a lock already waiting is skipped)."""
+        if self.stopping.is_set() or self.queue is None:
+            return []
+        queued = []
+        for lock, job_id in defer_crawls(self.queue, source_id, options):
+            if job_id is None:
+                log.warning("%s: skipped, a crawl of it is already waiting in the queue", lock)
+            else:
+                log.info("%s: crawl queued as job %s", lock, job_id)
+                queued.append(job_id)
+        return queued
+
     def _wake_alerts(self) -> None:
         """A run that raised events brings the next alerts pass forward to now."""
         scheduler = self.scheduler
@@ -615,6 +708,12 @@ class Daemon:
                 ALERTS_JOB, next_run_time=datetime.now(_zone(self.options.timezone))
             )
 
+    def _fired(self, event: JobSubmissionEvent) -> None:
+        """One line per trigger fired, with the time it was due: with several daemons, the
+        record that each trigger fired once, in the leader."""
+        due = ", ".join(t.isoformat(timespec="seconds") for t in event.scheduled_run_times)
+        log.info("job %s fired, due %s", event.job_id, due)
+
     @property
     def active(self) -> list[str]:
         with self._changed:
@@ -622,11 +721,42 @@ class Daemon:
 
     # lifecycle
 
+    def lead(self) -> bool:
+        """On PostgreSQL, take the leader lock, standing by while another daemon holds it;
+        False when stopped (signal, ``run_for``) before leading. SQLite: True at once."""
+        if not is_postgres(self.url):
+            return True
+        if self.leader is None:
+            label = f"creditwatch schedule pid {os.getpid()} on {this_host()}"
+            self.leader = LeaderLock(self.url, LEADER_LOCK, label)
+        if self.leader.try_acquire():
+            return True
+        holder = self.leader.holder()
+        if holder is not None:
+            log.info("standing by: another scheduler leads (%s); taking over when it stops", holder)
+        else:
+            log.info("standing by: the leader lock is not free yet; trying every %gs", STANDBY_POLL)
+        while not self.stopping.wait(STANDBY_POLL):
+            if self._ends is not None and time.monotonic() >= self._ends:
+                log.info("--run-for elapsed")
+                self.request_stop()
+                break
+            if self.leader.try_acquire():
+                log.info("the leader is gone: this scheduler leads now (pid %s)", os.getpid())
+                return True
+        return False
+
     def start(self) -> list[PlanItem]:
-        """Close runs left by dead processes, reconcile the jobs, start scheduling."""
+        """Lead (PostgreSQL), close runs left by dead processes, reconcile the jobs, start
+        scheduling; nothing (and no scheduler) when stopped while standing by."""
         global _current
+        if not self.lead():
+            return []
         upgrade(self.url)
         engine = get_engine(self.url)
+        if self.options.queue:
+            ensure_schema(engine)
+            self.queue = open_app(self.url)
         sweep_left_runs(engine)
         with engine.connect() as conn:
             for run in running_runs(conn, states=IN_PROGRESS_STATES):
@@ -641,6 +771,7 @@ class Daemon:
         if not any(spec.func == CRAWL_FUNC for spec in desired):
             log.warning("no source to schedule")
         self.scheduler = build_scheduler(self.url, self.options)
+        self.scheduler.add_listener(self._fired, EVENT_JOB_SUBMITTED)
         self.scheduler.start(paused=True)
         _current = self
         items = reconcile(self.scheduler, desired)
@@ -676,7 +807,7 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop scheduling, wait for the crawls in progress (up to ``stop_timeout``, or until
-        ``forced``), stop those left, and shut the scheduler down."""
+        ``forced``), stop those left, shut the scheduler down and let go of the lead."""
         self.stopping.set()
         scheduler = self.scheduler
         if scheduler is not None and scheduler.running:
@@ -692,43 +823,54 @@ class Daemon:
         global _current
         if _current is self:
             _current = None
+        if self.queue is not None:
+            self.queue.close()
+            self.queue = None
+        if self.leader is not None:
+            self.leader.release()
+            self.leader = None
         log.info("scheduler stopped")
 
     def _stop_crawls(self) -> None:
-        """Stop the crawl processes of this daemon's runs in progress: SIGTERM (Scrapy closes
-        the run as aborted), SIGKILL after ``KILL_GRACE`` seconds (``crawl`` marks it)."""
-        sent: dict[int, float] = {}
-        give_up = time.monotonic() + KILL_GRACE + 30
-        while self.active and time.monotonic() < give_up:
-            with get_engine(self.url).connect() as conn:
-                runs = [r for r in running_runs(conn, host=this_host()) if r.source in self.active]
-            for run in runs:
-                pid = run.pid
-                if not pid or pid == os.getpid() or parent_of(pid) not in (os.getpid(), None):
-                    continue
-                if pid not in sent:
-                    log.warning("stopping run %s (pid %s)", run.run_id, pid)
-                    _signal(pid, signal.SIGTERM)
-                    sent[pid] = time.monotonic()
-                elif time.monotonic() - sent[pid] > KILL_GRACE:
-                    _signal(pid, signal.SIGKILL)
-            with self._changed:
-                self._changed.wait(0.3)
+        stop_crawl_processes(self.url, lambda: self.active, self._wait_changed)
+
+    def _wait_changed(self, seconds: float) -> None:
+        with self._changed:
+            self._changed.wait(seconds)
+
+    def _still_leading(self) -> bool:
+        if self.leader is None or self.leader.alive():
+            return True
+        log.error(
+            "lost the leader lock (its database session broke): stopping, so that no second "
+            "scheduler fires the same triggers; restart this daemon to stand by again"
+        )
+        self.lost_lead = True
+        self.request_stop()
+        return False
 
     def serve(self) -> int:
-        """Run until SIGTERM/SIGINT or ``run_for``; the main thread only waits."""
+        """Run until SIGTERM/SIGINT or ``run_for``; the main thread only waits (and, leading
+        on PostgreSQL, checks every ``LEADER_CHECK`` seconds that it still leads). Exit
+        status 1 when the lead was lost."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.request_stop)
+        self._ends = time.monotonic() + self.options.run_for if self.options.run_for else None
         self.start()
-        log.info(
-            "scheduler running (pid %s, %s); SIGTERM stops it",
-            os.getpid(),
-            ", ".join(job.id for job in self.scheduler.get_jobs()) or "no jobs",  # type: ignore[union-attr]
-        )
-        ends = time.monotonic() + self.options.run_for if self.options.run_for else None
+        if self.scheduler is not None:
+            log.info(
+                "scheduler running (pid %s, %s%s); SIGTERM stops it",
+                os.getpid(),
+                ", ".join(job.id for job in self.scheduler.get_jobs()) or "no jobs",
+                "; crawls go to the queue" if self.options.queue else "",
+            )
+        checked = time.monotonic()
         while not self.stopping.wait(0.2):
-            if ends is not None and time.monotonic() >= ends:
+            if self._ends is not None and time.monotonic() >= self._ends:
                 log.info("--run-for elapsed")
                 self.request_stop()
+            elif time.monotonic() - checked >= LEADER_CHECK:
+                checked = time.monotonic()
+                self._still_leading()
         self.stop()
-        return 0
+        return 1 if self.lost_lead else 0

@@ -7,6 +7,13 @@ step takes it from there. It runs once per run: ``finalize_run`` first claims th
 scheduler's start-up sweep, finding a run whose conductor died) waits for the first and then
 finds nothing to do. ``finish_left_runs`` is that recovery: runs of dead processes left
 ``running`` are aborted, those left ``fetched`` are finished.
+
+Shards. A run of one shard of a watchlist (``storage.shards``; made by ``pipeline/run.py``)
+is judged on the lists it read only, and vouches, on the watch lists, only for its own
+subjects' entries (``RunDetection.scope``: their entity ids, ``watched_entity_ids``): another
+shard's subjects are neither missed nor delisted by it. Two shards of a source may finish at
+the same moment on two workers; on PostgreSQL the finish steps of a source take turns under
+a transaction-level advisory lock (``storage.runs.lock_source``), taken before the claim.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from core.health import (
 from core.normalise import content_hash
 from core.registry import get_source
 from core.summary import AnnouncementsSummary, ListSummary, OutcomeCount, RunSummary
+from crawlers.watchlist import watch_lists
 from pipeline.processes import process_alive
 from storage.announcements import announcement_summary, run_announcements
 from storage.daemon import abort_dead_runs, dead_fetched_runs
@@ -49,6 +57,7 @@ from storage.runs import (
     get_run,
     last_healthy_list_records,
     list_page_rows,
+    lock_source,
     repeated_keys,
     restage,
     seen_again_counts,
@@ -57,6 +66,7 @@ from storage.runs import (
     store_health,
     withdraw_collided,
 )
+from storage.shards import SHARD, shard_of_run, watched_entity_ids
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +78,17 @@ def finalize_run(engine: Engine, run_id: str) -> str | None:
     returns the run's new state, or None when it was not ``fetched`` (another finisher did
     it, or it never fetched everything): nothing is done twice."""
     with engine.begin() as conn:
+        # One finish step of a source at a time (shards of it finish side by side).
+        lock_source(conn, run_id.rsplit(":", 1)[0], "finish")
         if not claim_fetched(conn, run_id):  # first: it holds the run until the commit
             return None
         run = get_run(conn, run_id)
         source = get_source(run.source)
-        lists = list(source.list_ids)
+        shard = shard_of_run(run)
+        # A shard run is judged on the lists it read; another run of the source has the rest.
+        read = set(shard["lists"]) if shard is not None else set(source.list_ids)
+        own = [lst for lst in source.lists if lst.id in read]
+        lists = [lst.id for lst in own]
         fetches = [
             FetchOutcome(r.url, r.outcome, r.list, r.status, r.detail)
             for r in fetch_rows(conn, run_id)
@@ -83,12 +99,13 @@ def finalize_run(engine: Engine, run_id: str) -> str | None:
             for p in page_rows
         ]
         repeated = repeated_keys(conn, run_id)
-        # Announcements may name one subject in two batches: there the first stays.
-        withdraw_collided(conn, run_id, {lst.id for lst in source.lists if lst.diffs_absence})
+        # Announcements may name one subject in two batches: there the first stays. So on a
+        # partial list, whose pages may shift while read: it proves no absence either.
+        withdraw_collided(conn, run_id, {lst.id for lst in own if lst.diffs_absence})
         records = staged_counts(conn, run_id)
         # The lists' declared assertions, measured before detection clears the staging.
         fill = staged_fill_rates(
-            conn, run_id, {name for lst in source.lists for name, _ in lst.checks.fill_rates}
+            conn, run_id, {name for lst in own for name, _ in lst.checks.fill_rates}
         )
         previous = last_healthy_list_records(conn, source.id, before_seq=run.seq)
         assertions = {
@@ -99,20 +116,29 @@ def finalize_run(engine: Engine, run_id: str) -> str | None:
                 fill.get(lst.id, {}),
                 previous_run=previous[lst.id][0] if lst.id in previous else None,
             )
-            for lst in source.lists
+            for lst in own
         }
         drift = measure(
             ((r.list, r.old, r.new) for r in changed_entries(conn, run_id)),
             seen_again_counts(conn, run_id),
         )
-        for lst in source.lists:
+        for lst in own:  # repeats hide absences: a fault only where absence counts
             if lst.diffs_absence and lst.id in repeated:
                 assertions[lst.id] += repeat_findings(repeated[lst.id])
-        for lst in source.lists:
+        for lst in own:
             if lst.id in drift:
                 declared = {name for name, _ in lst.checks.fill_rates}
                 assertions[lst.id] += drift[lst.id].findings(declared)
-        judged = judge_run(lists, fetches, pages, records, assertions)
+        # A partial list is owed only what its pager promised within its read limit.
+        limits = {lst.id: lst.read_limit for lst in own if lst.partial}
+        judged = judge_run(
+            lists,
+            fetches,
+            pages,
+            records,
+            assertions,
+            partial={k: v for k, v in limits.items() if v is not None},
+        )
         _keep_stored_values(conn, run_id, judged, assertions)
         at = run.started_at.astimezone(UTC)
         detection = RunDetection(
@@ -122,14 +148,16 @@ def finalize_run(engine: Engine, run_id: str) -> str | None:
             at=at,
             run_date=at.astimezone(SHANGHAI).date(),
             lists=lists,
+            # Absence counts on healthy databases read whole; never on a partial list, whose
+            # entries end, like announced ones, by expiry or a published removal only.
             healthy={
                 lh.list
                 for lh in judged
                 if lh.health == "healthy" and source.list(lh.list).diffs_absence
             },
-            expire_unseen={lst.id for lst in source.lists if not lst.diffs_absence},
+            expire_unseen={lst.id for lst in own if not lst.diffs_absence},
             delist_after=run.delist_after,
-            guards={lst.id: (lst.guard.share, lst.guard.min_count) for lst in source.lists},
+            guards={lst.id: (lst.guard.share, lst.guard.min_count) for lst in own},
             absence_evidence={
                 list_id: {
                     "list_pages": [
@@ -140,6 +168,7 @@ def finalize_run(engine: Engine, run_id: str) -> str | None:
                 }
                 for list_id in lists
             },
+            scope=_shard_scope(conn, run_id, source.id, lists, watch_lists(source), shard),
         )
         events: Counter[str] = apply_run(conn, detection)
         state = run_state(judged)
@@ -158,6 +187,10 @@ def finalize_run(engine: Engine, run_id: str) -> str | None:
             )
         if detection.held:
             summary.held = dict(detection.held)
+        if read_in_part := [lh.list for lh in judged if lh.partial]:
+            summary.partial = read_in_part
+        if shard is not None:  # the subjects themselves are kept only until the finish
+            setattr(summary, SHARD, {k: v for k, v in shard.items() if k != "watched"})
         store_health(conn, run_id, [lh.as_row() for lh in judged])
         finish_run(
             conn,
@@ -221,6 +254,26 @@ def finish_left_runs(
             log.warning("run %s had lost its process after fetching: finished %s", run_id, state)
             finished.append(run_id)
     return aborted, finished
+
+
+def _shard_scope(
+    conn: Connection,
+    run_id: str,
+    source: str,
+    lists: Sequence[str],
+    watched: Sequence[str],
+    shard: dict[str, Any] | None,
+) -> dict[str, list[str]]:
+    """A shard run vouches, on each watch list it read, for its own subjects' entity ids
+    only; a run of the whole source for every entry (no scope)."""
+    if shard is None:
+        return {}
+    mine = [list_id for list_id in lists if list_id in watched]
+    if not mine:
+        return {}
+    subjects = [(name, code) for name, code in shard.get("watched", [])]
+    ids = watched_entity_ids(conn, run_id, source, mine, subjects)
+    return {list_id: ids for list_id in mine}
 
 
 def _keep_stored_values(

@@ -8,6 +8,15 @@ process (the conductor) runs the finish step (``pipeline/finalize.py``: health, 
 alerts). A child that exits without marking the run fails it; a conductor that dies after
 the child marked it leaves it ``fetched``, and the next crawl of the source (or the
 scheduler's start-up sweep) finishes it.
+
+Shards. ``CrawlSpec.shard`` (``K/N``) makes the run one shard of the watchlist
+(``crawlers.watchlist.Shard``): this process reads the watchlist (a file, or ``db:`` as it
+stands now), keeps the shard's subjects and records them on the run (the shard in its
+summary from its first moment), and its child watches only those, from a file of their
+own. Shard 1 also reads the source's list-mode lists (they have no subjects to split); the
+others read only the watch lists. Every shard is a crawl process of its own, so each has
+the source's whole politeness budget (download delay, concurrency, ``session.min_interval``):
+N shards ask the portal N times as often, which is why ``watch.max_shards`` caps N.
 """
 
 from __future__ import annotations
@@ -26,8 +35,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.health import VOID
-from core.registry import get_source
+from core.registry import SourceDef, get_source
 from crawlers.captcha import MODES as CAPTCHA_MODES
+from crawlers.watchlist import (
+    Shard,
+    WatchlistError,
+    WatchSubject,
+    load_watchlist,
+    watch_lists,
+    write_watchlist,
+)
 from pipeline.finalize import finish_fetched, finish_left_runs
 from pipeline.preflight import Unreachable, cassette_problem, nothing_played, unreachable
 from storage.archive import responses_of_run
@@ -43,6 +60,7 @@ from storage.runs import (
     set_error,
     set_pid,
 )
+from storage.shards import SHARD
 
 MODES = ("live", "replay", "record")
 # Crash tests: the conductor stops itself (SIGSTOP) once the child has fetched, before the
@@ -52,6 +70,11 @@ STOP_AFTER_FETCH = "CREDITWATCH_TEST_STOP_AFTER_FETCH"
 
 class CrawlError(RuntimeError):
     pass
+
+
+class NothingToCrawl(CrawlError):
+    """A shard with nothing to read (no subject of the watchlist falls in it, and it is not
+    the shard that reads the list-mode lists): no run is made."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +89,7 @@ class CrawlSpec:
     captcha: str | None = None  # manual · command · none · module:factory
     captcha_command: str | None = None  # the program of the `command` solver
     interactive: bool = False  # a person at a terminal can answer a `manual` captcha
+    shard: str | None = None  # "K/N": only the K-th of N parts of the watchlist
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -85,6 +109,73 @@ class CrawlSpec:
             )
         if self.captcha == "command" and not self.captcha_command:
             raise CrawlError("--captcha command needs --captcha-command PROGRAM")
+        if self.shard is not None:
+            self.parsed_shard()
+            if not self.watchlist:
+                raise CrawlError("--shard splits the watchlist: --watchlist is needed")
+
+    def parsed_shard(self) -> Shard | None:
+        try:
+            return Shard.parse(self.shard) if self.shard is not None else None
+        except WatchlistError as exc:
+            raise CrawlError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """What one shard run reads: its lists and its watched subjects."""
+
+    shard: Shard
+    watchlist: str
+    lists: list[str]
+    subjects: list[tuple[str | None, str | None]]  # (name, USCC)
+    of_total: int  # subjects on the whole watchlist
+
+    def record(self) -> dict[str, Any]:
+        """The run's ``summary.shard`` (``watched`` is dropped once the run is finished)."""
+        return {
+            "index": self.shard.index,
+            "count": self.shard.count,
+            "watchlist": self.watchlist,
+            "lists": self.lists,
+            "subjects": len(self.subjects),
+            "of_subjects": self.of_total,
+            "watched": [list(pair) for pair in self.subjects],
+        }
+
+
+def plan_shard(engine: Any, source: SourceDef, spec: CrawlSpec, shard: Shard) -> ShardPlan:
+    """The shard's subjects (the watchlist read now: a file, or ``db:`` as stored) and
+    lists. Shard 1 also reads the list-mode lists, and says so when the whole watchlist is
+    empty (as an unsharded run would); another shard without a subject reads nothing."""
+    watched = watch_lists(source)
+    if not watched:
+        raise CrawlError(f"{source.id} has no watch list: --shard splits a watchlist")
+    if shard.count > source.max_shards:
+        raise CrawlError(
+            f"{source.id} allows at most {source.max_shards} shards (watch.max_shards): each "
+            "one asks the portal at the source's full politeness rate"
+        )
+    try:
+        everyone = load_watchlist(spec.watchlist, engine, source.id)
+    except WatchlistError as exc:
+        raise CrawlError(str(exc)) from None
+    mine = shard.select(everyone)
+    lists = [lid for lid in source.list_ids if lid not in watched] if shard.index == 1 else []
+    if mine or (not everyone and shard.index == 1):
+        lists += watched
+    if not lists:
+        raise NothingToCrawl(
+            f"{source.id} shard {shard}: none of the watchlist's {len(everyone)} subject(s) "
+            "falls in it: nothing to crawl"
+        )
+    return ShardPlan(
+        shard=shard,
+        watchlist=spec.watchlist or "",
+        lists=lists,
+        subjects=[(s.name, s.uscc) for s in mine],
+        of_total=len(everyone),
+    )
 
 
 def scrapy_command(spec: CrawlSpec, run_id: str) -> list[str]:
@@ -140,12 +231,17 @@ def crawl(
     # A run its process left `running` (killed, machine rebooted) would stay so for ever, and
     # one left `fetched` would never be finished.
     finish_left_runs(engine, source=source.id, why="marked aborted before this run")
+    shard = spec.parsed_shard()
+    plan = plan_shard(engine, source, spec, shard) if shard is not None else None
+    cassette = str(spec.cassette) if spec.cassette else None
+    delist_after = spec.delist_after if spec.delist_after is not None else source.delist_after
     run_id = create_run(
         engine,
         source,
         mode=spec.mode,
-        cassette=str(spec.cassette) if spec.cassette else None,
-        delist_after=spec.delist_after,
+        cassette=cassette,
+        delist_after=delist_after,
+        summary={SHARD: plan.record()} if plan is not None else None,
     )
     if spec.mode != "replay":
         down = unreachable(source.base_url)
@@ -155,9 +251,10 @@ def crawl(
     env = {**os.environ, "DATABASE_URL": url, "SCRAPY_SETTINGS_MODULE": "crawlers.settings"}
     # A replay's log is held until the child ends: a void run replaces it with one line.
     hold = spec.mode == "replay" and _quiet(spec)
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as scratch:
+        child_spec = spec if plan is None else _shard_spec(spec, plan, Path(scratch))
         child = subprocess.Popen(
-            scrapy_command(spec, run_id), env=env, stderr=log if hold else None
+            scrapy_command(child_spec, run_id), env=env, stderr=log if hold else None
         )
         set_pid(engine, run_id, child.pid)
         while True:  # returns the moment the child exits; reports progress meanwhile
@@ -195,6 +292,15 @@ def crawl(
             state, reason = "failed", f"exited with status {code} before finishing the run"
         fail_run(engine, run_id, state, f"crawl process {reason}", datetime.now(UTC))
     return run_id
+
+
+def _shard_spec(spec: CrawlSpec, plan: ShardPlan, folder: Path) -> CrawlSpec:
+    """The child's spec of a shard run: its subjects as a watchlist file of their own, and
+    the lists it reads (``CW_LISTS``)."""
+    path = folder / "watchlist.txt"
+    write_watchlist(path, [WatchSubject(name=name, uscc=code) for name, code in plan.subjects])
+    settings = {**spec.settings, "CW_SHARD": str(plan.shard), "CW_LISTS": ",".join(plan.lists)}
+    return replace(spec, watchlist=str(path), settings=settings)
 
 
 def _responses_so_far(url: str, run_id: str) -> int:

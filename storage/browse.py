@@ -35,6 +35,7 @@ from core.registry import ListDef
 from core.schema import RECORD_FIELDS
 from storage.asof import Vouch, iter_list, vouching_runs
 from storage.events import event_dict
+from storage.lifecycle import last_seen
 from storage.models import Event, Record, Run, table_of
 from storage.sql import sha256_hex
 
@@ -312,7 +313,7 @@ def entity_records(conn: Connection, entity_id: str) -> list[dict[str, Any]]:
             RECORDS.c.data,
             RECORDS.c.status,
             RECORDS.c.first_seen,
-            RECORDS.c.last_seen,
+            last_seen(),
         )
         .where(RECORDS.c.entity_id == entity_id)
         .order_by(RECORDS.c.list, RECORDS.c.record_key)

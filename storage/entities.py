@@ -35,6 +35,7 @@ from core.normalise.text import name_key
 from core.redact import PERSON
 from core.schema import RECORD_FIELDS
 from storage.events import event_dict
+from storage.lifecycle import last_seen
 from storage.models import Event, Record, Source, table_of
 
 RECORDS = table_of(Record)
@@ -175,7 +176,7 @@ RECORD_COLUMNS = (
     RECORDS.c.entity_id,
     RECORDS.c.status,
     RECORDS.c.first_seen,
-    RECORDS.c.last_seen,
+    last_seen(),
     RECORDS.c.data,
 )
 

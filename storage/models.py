@@ -4,7 +4,9 @@ Table and column names follow ``SCHEMA.md`` so the SQLite file reads well in Dat
 ``records`` is the current state of every entry; ``record_history`` keeps each version as an
 interval of runs (which run first and last saw it with those values), so any past run's view
 of a list can be rebuilt; ``run_records`` is the staging area one run fills before change
-detection merges it, invisible to readers until then.
+detection merges it, invisible to readers until then. ``entry_state`` and ``list_state`` are
+change detection's own: the narrow hot state it diffs a run against, and the latest run that
+saw each list (``records.last_seen`` is None while that run saw the entry).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     inspect,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -154,6 +157,15 @@ class RunRecord(SQLModel, table=True):
     """Staging: the normalised records one run saw, until change detection merges them."""
 
     __tablename__ = "run_records"
+    # The finish step asks for the few repeated keys of a run of millions.
+    __table_args__ = (
+        Index(
+            "ix_run_records_repeated",
+            "run_id",
+            sqlite_where=text("repeats > 0"),
+            postgresql_where=text("repeats > 0"),
+        ),
+    )
 
     run_id: str = Field(primary_key=True)
     list: str = Field(primary_key=True)
@@ -169,6 +181,9 @@ class RunRecord(SQLModel, table=True):
     # row or a key collision, either of which leaves the list unable to prove anything.
     repeats: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     collided: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # Digest of the record's provenance (source_url, raw_sha256, extra.pages): an entry read
+    # again unchanged from another page gets its stored provenance rewritten, and only then.
+    prov_hash: str | None = None
 
 
 class RunRemoval(SQLModel, table=True):
@@ -229,18 +244,62 @@ class Record(SQLModel, table=True):
     valid_until: date | None = None
     status: str  # active · expired · removed
     first_seen: datetime = _time(nullable=False)
-    last_seen: datetime = _time(nullable=False)
+    # None while the list's latest run saw the entry (``list_state.last_at`` says when); set
+    # when a run misses it, so an entry seen run after run is never rewritten.
+    last_seen: datetime | None = _time()
     absent_runs: int = 0
     content_hash: str
-    last_run_id: str
+    last_run_id: str  # the run that last wrote this row's values or status
     data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class EntryState(SQLModel, table=True):
+    """The hot state of every entry: what change detection compares a run with.
+
+    Narrow on purpose: a run of a list of ten million entries is diffed against this table
+    (key, content hash, status, absence), not against the wide ``records`` rows, and only the
+    entries that differ are read or written anywhere. It mirrors ``records`` (``record_id``)
+    and is written by change detection alone. ``last_seen_seq`` is None while the list's latest
+    run saw the entry, else the run (``seq``) that last saw it.
+    """
+
+    __tablename__ = "entry_state"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    list: str = Field(primary_key=True)
+    record_key: str = Field(primary_key=True)
+    record_id: int
+    content_hash: str
+    prov_hash: str | None = None  # as in run_records; None for entries stored before 0010
+    status: str
+    absent_runs: int = 0
+    last_seen_seq: int | None = None
+
+
+class ListState(SQLModel, table=True):
+    """Per list, the latest run that saw it (read at least one entry of it, or was healthy for
+    it): entries that run saw keep ``records.last_seen`` None and their history interval open."""
+
+    __tablename__ = "list_state"
+
+    list: str = Field(primary_key=True)
+    source: str
+    last_seq: int
+    last_run_id: str
+    last_at: datetime = _time(nullable=False)
+
+
+OPEN_SEQ = 2_147_483_647  # ``record_history.last_run_seq`` of an open interval (int4's largest)
 
 
 class RecordHistory(SQLModel, table=True):
     """One version of an entry: its values and status over an unbroken interval of runs.
 
     ``data`` is the record as first read in this version, provenance included, so a past
-    run's view rebuilds to the same bytes however many runs later it is asked for.
+    run's view rebuilds to the same bytes however many runs later it is asked for. The interval
+    of the version the list's latest run saw is open: ``last_run_seq`` is ``OPEN_SEQ`` (and
+    ``last_at`` its first run's time) until a run misses the entry or reads other values, so
+    an unchanged entry costs no write per run.
     """
 
     __tablename__ = "record_history"

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
-from storage.lifecycle import EVENT_COLUMNS, delisting_of_record
+from storage.lifecycle import EVENT_COLUMNS, delisting_of_record, sync_hot_state
 from storage.models import Event, PendingDelisting, Record, table_of
 
 PENDING = table_of(PendingDelisting)
@@ -184,6 +184,7 @@ def release(
         .where(rec.status.in_(("active", "expired")), exists().where(_chosen(selection)))
         .values(status="removed")
     )
+    sync_hot_state(conn, exists().where(_chosen(selection)))
     _decide(conn, selection, "released", by, note, now)
     return decision
 
@@ -207,6 +208,7 @@ def discard(
         .where(rec.status.in_(("active", "expired")), exists().where(_chosen(selection)))
         .values(absent_runs=0)
     )
+    sync_hot_state(conn, exists().where(_chosen(selection)))
     _decide(conn, selection, "discarded", by, note, now)
     return decision
 

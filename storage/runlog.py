@@ -4,13 +4,17 @@ or ``events``, so a crawl that dies leaves the visible data as it was."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_
-from sqlalchemy.dialects import postgresql, sqlite
+import orjson
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
+from core.schema import NON_CONTENT_FIELDS, PROVENANCE_EXTRA_KEYS
 from storage.archive import BODIES, RESPONSES, body_row
 from storage.models import Announcement, Fetch, ListPage, RunRecord, RunRemoval, table_of
 from storage.sql import insert_ignore
@@ -36,7 +40,21 @@ def staged_record(run_id: str, record: dict[str, Any], content_hash: str) -> dic
         "removed": removal is not None,
         "removed_on": _date_or_none(removal.get("removed_on")) if removal else None,
         "data": record,
+        "prov_hash": provenance_hash(record),
     }
+
+
+PROVENANCE_FIELDS = sorted(NON_CONTENT_FIELDS - {"status", "first_seen", "last_seen"})
+
+
+def provenance_hash(record: dict[str, Any]) -> str:
+    """Digest of where the record was read (the schema's non-content fields and
+    ``extra.pages``): with the content hash, what tells an entry read again unchanged from
+    one whose stored provenance must move on."""
+    extra = record.get("extra") or {}
+    where = [record.get(name) for name in PROVENANCE_FIELDS]
+    where.append({key: extra.get(key) for key in sorted(PROVENANCE_EXTRA_KEYS)})
+    return hashlib.sha256(orjson.dumps(where, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 class RunWriter:
@@ -193,21 +211,87 @@ def _stage_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
             kept["collided"] = kept["collided"] or kept["content_hash"] != row["content_hash"]
     if not first:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(RUN_RECORDS)
-    staged, new = RUN_RECORDS.c, insert.excluded
+    if conn.dialect.name == "postgresql":
+        _copy_records(conn, list(first.values()))
+    else:
+        _insert_records_sqlite(conn, list(first.values()))
+
+
+STAGED_COLUMNS = (
+    "run_id", "list", "record_key", "source", "entity_id", "content_hash", "valid_until",
+    "removed", "removed_on", "data", "repeats", "collided", "prov_hash",
+)  # fmt: skip
+
+
+def _copy_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: ``COPY`` the batch into a temporary table, then merge it into the staging
+    in one statement (a key staged by an earlier batch counts a repeat, as on SQLite). COPY
+    is what makes staging ten million entries a matter of seconds, not minutes."""
+    dumps: Callable[[Any], str] = getattr(conn.dialect, "_json_serializer", None) or json.dumps
+    columns = ", ".join(STAGED_COLUMNS)
     conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=[staged.run_id, staged.list, staged.record_key],
-            set_={
-                "repeats": staged.repeats + new.repeats + 1,
-                "collided": or_(
-                    staged.collided, new.collided, staged.content_hash != new.content_hash
-                ),
-            },
-        ),
-        list(first.values()),
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS cw_incoming "
+            "(LIKE run_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
     )
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(f"COPY cw_incoming ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(
+                [dumps(row[name]) if name == "data" else row[name] for name in STAGED_COLUMNS]
+            )
+    conn.execute(
+        text(
+            f"INSERT INTO run_records ({columns}) SELECT {columns} FROM cw_incoming "
+            "ON CONFLICT (run_id, list, record_key) DO UPDATE SET "
+            "repeats = run_records.repeats + excluded.repeats + 1, "
+            "collided = run_records.collided OR excluded.collided "
+            "OR run_records.content_hash <> excluded.content_hash"
+        )
+    )
+    conn.execute(text("TRUNCATE cw_incoming"))
+
+
+def _insert_records_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """SQLite: one prepared INSERT run over the batch on the driver's cursor, values in the
+    forms SQLAlchemy stores (ISO dates, 0/1, JSON text); a key staged by an earlier batch
+    counts a repeat. SQLAlchemy's per-row parameter handling cost more than SQLite's insert."""
+    dumps: Callable[[Any], str] = getattr(conn.dialect, "_json_serializer", None) or json.dumps
+    columns = ", ".join(STAGED_COLUMNS)
+    marks = ", ".join("?" for _ in STAGED_COLUMNS)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.executemany(
+        f"INSERT INTO run_records ({columns}) VALUES ({marks}) "
+        "ON CONFLICT (run_id, list, record_key) DO UPDATE SET "
+        "repeats = run_records.repeats + excluded.repeats + 1, "
+        "collided = run_records.collided OR excluded.collided "
+        "OR run_records.content_hash <> excluded.content_hash",
+        [
+            (
+                row["run_id"],
+                row["list"],
+                row["record_key"],
+                row["source"],
+                row["entity_id"],
+                row["content_hash"],
+                _iso(row["valid_until"]),
+                int(row["removed"]),
+                _iso(row["removed_on"]),
+                dumps(row["data"]),
+                row["repeats"],
+                int(row["collided"]),
+                row["prov_hash"],
+            )
+            for row in rows
+        ],
+    )
+
+
+def _iso(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _without_nul(value: Any) -> Any:

@@ -9,12 +9,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, func, select, tuple_, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection, Row
 
 from core.registry import SourceDef
 from core.summary import RunSummary
 from storage.models import (
+    EntryState,
     Fetch,
     ListPage,
     Record,
@@ -26,7 +38,7 @@ from storage.models import (
     table_of,
 )
 from storage.runlog import staged_record
-from storage.sql import insert_ignore
+from storage.sql import advisory_key, insert_ignore
 
 RUNS = table_of(Run)
 RUN_LISTS = table_of(RunList)
@@ -36,6 +48,7 @@ LIST_PAGES = table_of(ListPage)
 STAGED = table_of(RunRecord)
 STAGED_REMOVALS = table_of(RunRemoval)
 RECORDS = table_of(Record)
+STATE = table_of(EntryState)
 
 
 class UnknownRun(LookupError):
@@ -60,6 +73,15 @@ def sync_source(conn: Connection, source: SourceDef) -> None:
         insert_ignore(conn, SOURCES, [row])
 
 
+def lock_source(conn: Connection, source: str, what: str) -> None:
+    """Hold ``what`` (``runs``, ``finish``) of ``source`` until the transaction ends, on
+    PostgreSQL; nothing to do on SQLite, where a writing transaction excludes the others."""
+    if conn.dialect.name != "postgresql":
+        return
+    key, params = advisory_key(f"{what}:{source}")
+    conn.execute(text(f"SELECT pg_advisory_xact_lock({key})"), params)
+
+
 def create_run(
     engine: Engine,
     source: SourceDef,
@@ -67,9 +89,13 @@ def create_run(
     mode: str,
     cassette: str | None,
     delist_after: int,
+    summary: dict[str, Any] | None = None,
 ) -> str:
-    """A new run of ``source``, numbered after its previous ones (``xmtravel:3``)."""
+    """A new run of ``source``, numbered after its previous ones (``xmtravel:3``) under the
+    source's lock (shards of one source start together); ``summary`` is what the run is
+    recorded with from its first moment (a shard's place)."""
     with engine.begin() as conn:
+        lock_source(conn, source.id, "runs")
         sync_source(conn, source)
         seq = (
             conn.execute(select(func.max(RUNS.c.seq)).where(RUNS.c.source == source.id)).scalar()
@@ -87,6 +113,7 @@ def create_run(
                 pid=os.getpid(),
                 host=this_host(),
                 delist_after=delist_after,
+                summary=summary,
             )
         )
     return run_id
@@ -235,7 +262,7 @@ def repeated_keys(conn: Connection, run_id: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     rows = conn.execute(
         select(STAGED.c.list, STAGED.c.record_key, STAGED.c.repeats, STAGED.c.collided)
-        .where(STAGED.c.run_id == run_id, STAGED.c.repeats > 0)
+        .where(_staged_by(conn, run_id), _repeated())
         .order_by(STAGED.c.list, STAGED.c.record_key)
     )
     for row in rows:
@@ -249,6 +276,22 @@ def repeated_keys(conn: Connection, run_id: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _staged_by(conn: Connection, run_id: str) -> Any:
+    """``run_id = ?`` for queries of repeated keys. On SQLite spelled ``+run_id`` so its
+    planner cannot take the staging's primary key (a walk over the whole run) and reads the
+    partial index of repeated keys instead; PostgreSQL weighs the two by its statistics."""
+    if conn.dialect.name == "sqlite":
+        return literal_column("+run_records.run_id") == run_id
+    return STAGED.c.run_id == run_id
+
+
+def _repeated() -> Any:
+    """Staged keys that came more than once, spelled ``repeats > 0`` literally: only then
+    can the databases use the partial index ``ix_run_records_repeated`` instead of reading
+    every staged entry (a bound parameter hides that it is the index's condition)."""
+    return STAGED.c.repeats > literal_column("0")
+
+
 def withdraw_collided(conn: Connection, run_id: str, lists: Iterable[str]) -> int:
     """Unstage the keys of ``lists`` that came with two different contents: the run cannot
     say which is the entry, and staging either would read as a correction."""
@@ -257,7 +300,10 @@ def withdraw_collided(conn: Connection, run_id: str, lists: Iterable[str]) -> in
         return 0
     return conn.execute(
         STAGED.delete().where(
-            STAGED.c.run_id == run_id, STAGED.c.collided, STAGED.c.list.in_(wanted)
+            _staged_by(conn, run_id),
+            _repeated(),
+            STAGED.c.collided,
+            STAGED.c.list.in_(wanted),
         )
     ).rowcount
 
@@ -266,7 +312,7 @@ def seen_again_counts(conn: Connection, run_id: str) -> dict[str, int]:
     """Per list, how many of the run's staged entries were stored before."""
     rows = conn.execute(
         select(STAGED.c.list, func.count())
-        .select_from(STAGED.join(RECORDS, _same_entry()))
+        .select_from(STAGED.join(STATE, _same_state()))
         .where(STAGED.c.run_id == run_id)
         .group_by(STAGED.c.list)
     ).all()
@@ -278,7 +324,8 @@ def changed_entries(
 ) -> Iterator[Row[Any, Any, Any, Any]]:
     """(list, record_key, old, new) of the run's staged entries (of ``lists`` when given)
     whose content differs from what is stored: the candidates for ``modified``. Read a page
-    at a time by key, so memory stays bounded and the caller may restage between pages."""
+    at a time by key, so memory stays bounded and the caller may restage between pages.
+    Compared in the narrow hot state; only the changed entries' stored rows are read."""
     rec = RECORDS.c
     key = tuple_(STAGED.c.list, STAGED.c.record_key)
     query = (
@@ -288,8 +335,8 @@ def changed_entries(
             rec.data.label("old"),
             STAGED.c.data.label("new"),
         )
-        .select_from(STAGED.join(RECORDS, _same_entry()))
-        .where(STAGED.c.run_id == run_id, rec.content_hash != STAGED.c.content_hash)
+        .select_from(STAGED.join(STATE, _same_state()).join(RECORDS, rec.id == STATE.c.record_id))
+        .where(STAGED.c.run_id == run_id, STATE.c.content_hash != STAGED.c.content_hash)
         .order_by(STAGED.c.list, STAGED.c.record_key)
         .limit(page)
     )
@@ -310,7 +357,15 @@ def restage(conn: Connection, run_id: str, rows: Sequence[dict[str, Any]]) -> No
     row), with the columns detection reads from the data (validity, removal, entity)."""
     if not rows:
         return
-    names = ("entity_id", "valid_until", "removed", "removed_on", "data", "content_hash")
+    names = (
+        "entity_id",
+        "valid_until",
+        "removed",
+        "removed_on",
+        "data",
+        "content_hash",
+        "prov_hash",
+    )
     values = []
     for row in rows:
         staged = staged_record(run_id, row["data"], row["content_hash"])
@@ -330,9 +385,9 @@ def restage(conn: Connection, run_id: str, rows: Sequence[dict[str, Any]]) -> No
     )
 
 
-def _same_entry() -> Any:
-    rec = RECORDS.c
-    return and_(rec.list == STAGED.c.list, rec.record_key == STAGED.c.record_key)
+def _same_state() -> Any:
+    state = STATE.c
+    return and_(state.list == STAGED.c.list, state.record_key == STAGED.c.record_key)
 
 
 def last_healthy_list_records(

@@ -3,7 +3,9 @@ last K finished runs were all unhealthy (until a healthy run), or ``never_run``.
 
 Runs still in progress (``running``, ``fetched``) are skipped (they have no verdict yet), and
 so are ``void`` runs (a replay nothing in its cassette answered: no verdict to give);
-``degraded``, ``failed`` and ``aborted`` all count as unhealthy.
+``degraded``, ``failed`` and ``aborted`` all count as unhealthy. A run whose lists read in
+part by design (``coverage: partial``) read all they meant to is ``healthy`` (shown
+``healthy (partial)``, its summary's ``partial``): a capped list never makes a source failing.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, Table
+from sqlalchemy import Join, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
@@ -50,3 +50,36 @@ def _json_object_sqlite(element: json_object, compiler: Any, **kw: Any) -> str:
 @compiles(json_object, "postgresql")
 def _json_object_postgresql(element: json_object, compiler: Any, **kw: Any) -> str:
     return f"jsonb_build_object({compiler.process(element.clauses, **kw)})"
+
+
+class driving_join(Join):
+    """An inner join whose left side drives the loop. SQLite plans a scratch table of a few
+    thousand rows joined to a staging of millions by guessing (the staging has no statistics)
+    and walked the staging; ``CROSS JOIN … ON`` is SQLite's way to fix the order. Other
+    databases get a plain ``JOIN``."""
+
+    inherit_cache = True
+
+    def __init__(self, left: Any, right: Any, onclause: Any) -> None:
+        super().__init__(left, right, onclause)
+
+
+@compiles(driving_join, "sqlite")
+def _driving_join_sqlite(element: driving_join, compiler: Any, **kw: Any) -> str:
+    kw["asfrom"] = True
+    left = compiler.process(element.left, **kw)
+    right = compiler.process(element.right, **kw)
+    return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
+
+
+# The first key of every creditwatch advisory lock ("cwlk"); the second names the lock and the
+# schema (``advisory_key``).
+LOCK_SPACE = 0x63776C6B
+
+
+def advisory_key(name: str) -> tuple[str, dict[str, Any]]:
+    """The SQL arguments of the two-key advisory lock ``name`` in the current schema."""
+    return (
+        "CAST(:lock_space AS integer), hashtext(:lock_name || '@' || current_schema())",
+        {"lock_space": LOCK_SPACE, "lock_name": name},
+    )

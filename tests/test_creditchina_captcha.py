@@ -169,7 +169,8 @@ def test_command_solver_clears_the_captcha_and_the_run_stays_healthy(
     assert [(f.list, f.detail) for f in solved] == [("creditchina.session", "solved")]
     assert any(f.url == API + "verify/checkVerify" and f.outcome == "ok" for f in logged)
     delisted = {e["list"] for e in events(db_url, run_id) if e["event"] == "delisted"}
-    assert delisted == {"creditchina.sxbzxr", "creditchina.xzhc", "creditchina.watch_xzcf"}
+    # The list-mode lists are read in part (coverage: partial): absence there delists nothing.
+    assert delisted == {"creditchina.watch_xzcf"}
     assert netguard.read_text() == ""
 
 

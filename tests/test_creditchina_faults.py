@@ -177,12 +177,9 @@ def test_defence_makes_the_run_unhealthy_and_delists_nothing(
     delisted = [e for e in got if e["event"] == "delisted"]
     assert not [e for e in delisted if e["list"] in hit]
     if bears_on is not None:
-        # The other lists still vouch for themselves and delist what they no longer show.
-        assert {e["list"] for e in delisted} == {
-            "creditchina.sxbzxr",
-            "creditchina.xzhc",
-            "creditchina.watch_xzcf",
-        } - {bears_on}
+        # The other lists still vouch for themselves; of them only watch mode delists what it
+        # no longer shows (the list-mode lists are read in part: `coverage: partial`).
+        assert {e["list"] for e in delisted} == {"creditchina.watch_xzcf"} - {bears_on}
     run = run_row(db_url, run_id)
     assert run.state in ("degraded", "failed")
     assert run.summary["outcomes"][outcome]["count"] >= 1
@@ -214,9 +211,10 @@ def test_challenge_the_sites_script_clears_keeps_the_run_healthy(
     db_url = day1_copy(day1_database, tmp_path)
     run_id = replay_cc(db_url, cassette)
     health = list_health(db_url, run_id)
-    assert {h.health for name, h in health.items() if name != "creditchina.zdsswf"} == {"healthy"}
+    # Every list, the capped tax list too (read in part by design: healthy (partial)).
+    assert {h.health for h in health.values()} == {"healthy"}
     delisted = {e["list"] for e in events(db_url, run_id) if e["event"] == "delisted"}
-    assert delisted == {"creditchina.sxbzxr", "creditchina.xzhc", "creditchina.watch_xzcf"}
+    assert delisted == {"creditchina.watch_xzcf"}
     # The 412 is on record, filed under the session (it bears on no list).
     logged = [(f.outcome, f.list) for f in fetches(db_url, run_id) if f.url == PORTAL]
     assert ("waf_challenge", "creditchina.session") in logged and ("ok", None) not in logged

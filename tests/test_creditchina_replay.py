@@ -47,16 +47,33 @@ def test_two_days_store_every_list_and_raise_the_expected_events(
     day1 = replay_cc(db_url, CC_DAY1)
     health = list_health(db_url, day1)
     assert set(health) == set(LISTS)
-    # Only the capped list (57 declared, 50 readable) cannot vouch for itself.
-    assert {name for name, h in health.items() if h.health != "healthy"} == {"creditchina.zdsswf"}
+    # The capped list (57 declared, 50 readable) used to come out degraded on every run, and
+    # so kept the source failing; it is declared `coverage: partial` now (read in part by
+    # design), so reading its 50 is healthy, with the `partial` note saying how much was read.
+    assert {h.health for h in health.values()} == {"healthy"}
     capped = health["creditchina.zdsswf"]
     assert (capped.health, capped.rows_declared, capped.rows_seen, capped.records) == (
-        "degraded",
+        "healthy",
         57,
         50,
         50,
     )
-    assert run_row(db_url, day1).state == "degraded"
+    (note,) = capped.findings
+    assert (note["check"], note["note"], note["rows_seen"], note["limit_rows"]) == (
+        "partial",
+        True,
+        50,
+        50,
+    )
+    run = run_row(db_url, day1)
+    assert run.state == "healthy"
+    assert run.summary["partial"] == [
+        "creditchina.sxbzxr",
+        "creditchina.xzfj",
+        "creditchina.xzhc",
+        "creditchina.zdsswf",
+    ]
+    assert not [f for name, h in health.items() if "watch" in name for f in h.findings]
     assert_matches_truth(exported(db_url, "creditchina"), cc_truth("truth-day1.json"), truth_key)
     first = events(db_url, day1)
     assert first and all(e["event"] == "listed" and e["baseline"] for e in first)
@@ -70,8 +87,10 @@ def test_two_days_store_every_list_and_raise_the_expected_events(
     unexpected = [e for e in got if not any(event_matches(x, e) for x in expected)]
     assert (unmatched, unexpected) == ([], [])
     assert len(got) == len(expected)
-    # The capped list's oldest entry left its readable window: listed news, never delisted.
-    assert not [e for e in got if e["list"] == "creditchina.zdsswf" and e["event"] == "delisted"]
+    # The list-mode lists are read in part: what they no longer show (the capped list's oldest
+    # entry, a row of the court lists) is listed news elsewhere, never delisted here.
+    partial = {"creditchina.sxbzxr", "creditchina.xzfj", "creditchina.xzhc", "creditchina.zdsswf"}
+    assert not [e for e in got if e["list"] in partial and e["event"] == "delisted"]
     assert netguard.read_text() == "", "a replayed run reached for the network"
 
 

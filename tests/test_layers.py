@@ -29,6 +29,7 @@ DEFERRED = {
     ("pipeline/cli/data.py", "web.app"): "FastAPI and uvicorn, only for `serve`",
     ("pipeline/cli/runs.py", "pipeline.probe"): "Playwright, only for `probe`",
     ("pipeline/cli/schedule.py", "pipeline.daemon"): "APScheduler, only for `schedule`",
+    ("pipeline/cli/worker.py", "pipeline.worker"): "procrastinate, only for `worker`",
     ("pipeline/probe.py", "crawlers.browser"): "Playwright, only when a probe runs",
     ("pipeline/probe.py", "crawlers.cassette"): "vcrpy, only when a probe replays",
 }

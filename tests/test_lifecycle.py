@@ -12,7 +12,7 @@ from core.normalise import content_hash
 from core.registry import get_source
 from storage.engine import get_engine, upgrade
 from storage.lifecycle import RunDetection, apply_run, event_id
-from storage.models import Event, Record, RecordHistory
+from storage.models import OPEN_SEQ, Event, Record, RecordHistory
 from storage.runlog import RunWriter
 from storage.runs import create_run, get_run
 
@@ -55,7 +55,11 @@ class Ledger:
         n: int = 2,
         removals: list[dict[str, Any]] = (),  # type: ignore[assignment]
         announced: bool = False,
+        scope: dict[str, list[str]] | None = None,
+        day: int | None = None,
     ) -> str:
+        """One run through detection; ``scope`` makes it vouch for those subjects only (a
+        shard), ``day`` dates it on that day instead of the day after the last run."""
         run_id = create_run(
             self.engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=n
         )
@@ -65,8 +69,9 @@ class Ledger:
         for removal in removals:
             writer.add_removal(removal)
         writer.flush()
-        at = DAY + timedelta(days=self.day)
-        self.day += 1
+        if day is None:
+            day, self.day = self.day, self.day + 1
+        at = DAY + timedelta(days=day)
         with self.engine.begin() as conn:
             apply_run(
                 conn,
@@ -80,6 +85,7 @@ class Ledger:
                     healthy={WARNING} if healthy and not announced else set(),
                     delist_after=n,
                     expire_unseen={WARNING} if announced else set(),
+                    scope=scope or {},
                 ),
             )
         return run_id
@@ -245,7 +251,8 @@ def test_history_keeps_one_interval_per_unchanged_version(ledger: Ledger) -> Non
     with ledger.engine.connect() as conn:
         rows = conn.execute(select(table).order_by(table.c.id)).all()
     spans = [(r.first_run_seq, r.last_run_seq, r.data["fine_yuan"]) for r in rows]
-    assert spans == [(1, 2, 1000), (3, 3, 2), (5, 5, 2)]
+    # The version the latest run saw stays open until a run misses it or reads other values.
+    assert spans == [(1, 2, 1000), (3, 3, 2), (5, OPEN_SEQ, 2)]
 
 
 def test_event_ids_are_stable_and_match_between_sql_and_python(ledger: Ledger) -> None:
@@ -262,3 +269,88 @@ def test_run_dates_are_shanghai_calendar_dates() -> None:
 
     at = datetime(2025, 11, 21, 18, 0, tzinfo=UTC)
     assert at.astimezone(ZoneInfo("Asia/Shanghai")).date() == date(2025, 11, 22)
+
+
+def _count_writes(engine: Any) -> Any:
+    """SQLite triggers counting every INSERT and UPDATE of the tables detection keeps."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS writes (tbl TEXT, n INTEGER)"))
+        for table in ("records", "entry_state", "record_history"):
+            for op in ("INSERT", "UPDATE"):
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER IF NOT EXISTS count_{op}_{table} AFTER {op} ON {table} "
+                        f"BEGIN INSERT INTO writes VALUES ('{table}', 1); END"
+                    )
+                )
+
+    def writes() -> dict[str, int]:
+        with engine.begin() as conn:
+            got = dict(conn.execute(text("SELECT tbl, sum(n) FROM writes GROUP BY tbl")).all())
+            conn.execute(text("DELETE FROM writes"))
+        return got
+
+    return writes
+
+
+def test_entries_seen_again_unchanged_are_written_nowhere(ledger: Ledger) -> None:
+    """The point of the hot state: a run that shows the list unchanged compares each entry
+    once and writes no row of records, entry_state or record_history."""
+    if ledger.engine.dialect.name != "sqlite":
+        pytest.skip("counts row writes with SQLite triggers")
+    ledger.run([entry("a"), entry("b"), entry("c")])
+    writes = _count_writes(ledger.engine)
+    ledger.run([entry("a"), entry("b"), entry("c")])
+    assert writes() == {}
+    ledger.run([entry("a"), entry("b", fine=9)])  # b modified, c missed (absence 1 of 2)
+    got = writes()
+    # b: its row (values, then status), its state (then its provenance digest) and a new
+    # version (the old one closed); c: its sighting and absence, and its state.
+    assert got["records"] == 4 and got["entry_state"] == 3 and got["record_history"] == 3
+    ledger.run([entry("a"), entry("b", fine=9)])  # c delisted; a and b unchanged
+    got = writes()
+    assert got["records"] == 2 and got["entry_state"] == 1 and "record_history" not in got
+
+
+def test_last_seen_is_the_latest_sighting_without_rewriting(ledger: Ledger) -> None:
+    from storage.entities import RECORD_COLUMNS
+
+    ledger.run([entry("a"), entry("b")])
+    ledger.run([entry("a"), entry("b")])
+    ledger.run([entry("a")])  # b missed
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(*RECORD_COLUMNS)).all()
+        raw = dict(
+            conn.execute(select(Record.__table__.c.record_key, Record.__table__.c.last_seen)).all()
+        )
+    seen = {row.record_key: row.last_seen for row in rows}
+    assert seen == {"a": DAY + timedelta(days=2), "b": DAY + timedelta(days=1)}
+    # Stored: None while the list's latest run saw the entry; the sighting once missed.
+    assert raw == {"a": None, "b": DAY + timedelta(days=1)}
+
+
+def test_a_scoped_run_misses_only_its_own_subjects(ledger: Ledger) -> None:
+    """A shard of a watchlist vouches for its subjects only: the other subjects' entries it
+    did not read are neither missed nor counted absent."""
+    ledger.run([entry("a"), entry("b")])
+    for _ in range(3):
+        assert ledger.events(ledger.run([entry("a")], scope={WARNING: ["uscc-a"]})) == []
+    assert ledger.status() == {"a": "active", "b": "active"}
+
+
+def test_each_shard_s_first_run_is_its_subjects_baseline(ledger: Ledger) -> None:
+    """Two shards of a watchlist: the second shard's first run is its subjects' baseline
+    (their entries were there before: not news), not a run of new listings."""
+
+    def shard(keys: list[str], day: int) -> str:
+        entries = [entry(key) for key in keys]
+        return ledger.run(entries, scope={WARNING: [f"uscc-{key}" for key in keys]}, day=day)
+
+    first, second = shard(["a"], 0), shard(["b"], 0)
+    table = Event.__table__
+    with ledger.engine.connect() as conn:
+        got = conn.execute(select(table.c.run_id, table.c.record_key, table.c.baseline)).all()
+    assert sorted(got) == [(first, "a", True), (second, "b", True)]
+    assert ledger.events(shard(["b", "c"], 1)) == [("listed", "c", None)]

@@ -11,7 +11,7 @@ from sqlmodel import SQLModel
 from storage.engine import alembic_config, current_revision, get_engine, upgrade
 from storage.models import Source
 
-HEAD = "0009"
+HEAD = "0010"
 
 
 def test_empty_database_reaches_head_and_matches_the_models(db_url: str) -> None:

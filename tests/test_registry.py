@@ -370,3 +370,105 @@ def test_a_family_spider_is_named_and_checked(sources_dir: Path) -> None:
     assert "'announcements:' block, and there is none" in without_block.message
     assert typo.line == GOOD.count("\n") + 1 and "'announcements'" in typo.message
     assert parse_source(FULL).spider == "announcements"
+
+
+# --- coverage: partial (lists read in part by design) -----------------------------------------
+
+
+def with_list(**changes: Any) -> dict[str, Any]:
+    """FULL with its api list ``b`` changed: keys set, ``None`` removes one."""
+    data = copy.deepcopy(FULL)
+    lst = data["lists"][1]
+    for key, value in changes.items():
+        if value is None:
+            lst.pop(key, None)
+        else:
+            lst[key] = value
+    return data
+
+
+def test_coverage_defaults_to_complete_and_absence_counts() -> None:
+    lst = parse_source(FULL).list("b")
+    assert (lst.coverage, lst.partial, lst.diffs_absence) == ("complete", False, True)
+
+
+@pytest.mark.parametrize(
+    ("api", "rows", "pages"),
+    [
+        ({"cap": 10000, "max_pages": 100}, 1000, 100),  # max_pages × page_size is less
+        ({"cap": 50}, 50, 5),  # the portal's cap alone
+        ({"max_pages": 3, "page_size": 20}, 60, 3),
+        ({"cap": 45}, 45, 5),  # a cap that ends inside a page
+    ],
+)
+def test_a_partial_list_reads_up_to_its_limit_and_never_diffs_absence(
+    api: dict[str, Any], rows: int, pages: int
+) -> None:
+    block = {"endpoint": "search", "page_size": 10, **api}
+    lst = parse_source(with_list(coverage="partial", api=block)).list("b")
+    assert lst.partial and not lst.diffs_absence
+    assert lst.read_limit == registry.ReadLimit(rows=rows, pages=pages)
+
+
+def test_a_family_blocks_max_pages_is_a_read_limit() -> None:
+    """A shipped ``json_api`` list, declared partial with a ``max_pages``."""
+    raw = next(
+        copy.deepcopy(src.raw)
+        for src in load_registry().values()
+        if any(lst.json_api is not None for lst in src.lists)
+    )
+    item = next(item for item in raw["lists"] if "json_api" in item)
+    item["json_api"]["max_pages"] = 7
+    item["coverage"] = "partial"
+    lst = parse_source(raw).list(item["id"])
+    size = item["json_api"].get("page_size", 10)
+    assert lst.read_limit == registry.ReadLimit(rows=7 * size, pages=7)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (with_list(coverage="partly"), "coverage: Input should be 'complete' or 'partial'"),
+        (
+            with_list(coverage="partial"),
+            "needs the limit a run reads up to: api.cap or api.max_pages",
+        ),
+        (
+            with_list(coverage="partial", api=None, watch={"type": "行政处罚"}),
+            "does not fit a watch list",
+        ),
+        (
+            with_list(
+                coverage="partial",
+                publication="announcements",
+                api={"endpoint": "search", "cap": 50},
+            ),
+            "announcements never count absence anyway",
+        ),
+    ],
+)
+def test_coverage_is_checked(data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(RegistryError) as caught:
+        parse_source(data)
+    assert "source 'demo' list 'b'" in str(caught.value)
+    assert fragment in str(caught.value)
+
+
+def test_coverage_partial_is_reported_at_its_line(sources_dir: Path) -> None:
+    text = GOOD.replace("id: good", "id: broken").replace(
+        "    list_kind: warning\n", "    list_kind: warning\n    coverage: partial\n"
+    )
+    declare(sources_dir, "broken", text)
+    (problem,) = registry.broken_sources()
+    assert "needs the limit a run reads up to" in problem.message
+    assert problem.line is not None
+
+
+def test_credit_chinas_capped_lists_are_partial_and_its_watch_lists_complete() -> None:
+    source = get_source("creditchina")
+    partial = {lst.short_id for lst in source.lists if lst.partial}
+    assert partial == {"sxbzxr", "xzfj", "xzhc", "zdsswf"}
+    assert all("api" in item for item in source.raw["lists"] if item.get("coverage"))
+    assert source.list("zdsswf").read_limit == registry.ReadLimit(rows=50, pages=5)
+    assert source.list("sxbzxr").read_limit == registry.ReadLimit(rows=1000, pages=100)
+    assert all(lst.diffs_absence for lst in source.lists if lst.short_id.startswith("watch_"))

@@ -41,7 +41,7 @@ from storage.models import Alert, Event, Record, RecordHistory, Run, RunRecord, 
 from storage.outbox import save_subscription
 from storage.runs import create_run, set_pid
 from tests.alert_receivers import webhook_receiver
-from tests.helpers import DAY1
+from tests.helpers import DAY1, until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CLI = [sys.executable, "-m", "pipeline.cli", "schedule"]
@@ -347,16 +347,6 @@ def _runs(url: str) -> list[Any]:
         return conn.execute(select(RUNS).order_by(RUNS.c.seq)).all()
 
 
-def _until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def _crawling(url: str, daemon: subprocess.Popen[bytes]) -> Any:
     """The daemon's run in progress once its crawl process has started."""
     return next(
@@ -423,7 +413,7 @@ def test_overlapping_triggers_run_once_and_sigterm_waits_for_the_run(
             most = max(most, sum(r.state == "running" for r in runs))
             return len(runs) >= 2 and runs[1].pid not in (None, daemon.pid)
 
-        _until(second_run_started, 90, "a second run", every=0.05)
+        until(second_run_started, 90, "a second run", every=0.05)
         first = _runs(sqlite_url)[0]
         assert first.state == "healthy"
         assert daemon.poll() is None
@@ -448,7 +438,7 @@ def test_sigkill_mid_run_leaves_an_aborted_run_and_nothing_visible(
     slow = ("--setting", "CW_PACE=0.5", "--setting", "CONCURRENT_REQUESTS_PER_DOMAIN=1")
     daemon = _daemon(db_url, log, *common, *slow)
     try:
-        killed = _until(lambda: _crawling(db_url, daemon), 60, "the first crawl")
+        killed = until(lambda: _crawling(db_url, daemon), 60, "the first crawl")
         time.sleep(1.5)  # mid-run: fetching
     finally:
         os.killpg(daemon.pid, signal.SIGKILL)  # the daemon and its crawl, as a service kill
@@ -459,7 +449,7 @@ def test_sigkill_mid_run_leaves_an_aborted_run_and_nothing_visible(
 
     restarted = _daemon(db_url, log, *common)
     try:
-        _until(lambda: any(r.state == "healthy" for r in _runs(db_url)), 60, "a run after restart")
+        until(lambda: any(r.state == "healthy" for r in _runs(db_url)), 60, "a run after restart")
     finally:
         assert _stop(restarted) == 0, log.read_text()
     runs = {r.run_id: r for r in _runs(db_url)}
@@ -503,7 +493,7 @@ def test_sigterm_stops_a_crawl_that_outlasts_the_stop_timeout(
         *("--stop-timeout", "1"),
     )
     try:
-        crawling = _until(lambda: _crawling(sqlite_url, daemon), 60, "the first crawl")
+        crawling = until(lambda: _crawling(sqlite_url, daemon), 60, "the first crawl")
         time.sleep(1.0)
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(60)
@@ -539,7 +529,7 @@ def test_a_run_with_events_brings_the_alerts_job_forward(
         args = ("--replay-dir", str(replay_dir), "--interval", "1", "--alerts-every", "3600")
         daemon = _daemon(sqlite_url, log, *args, env={"CREDITWATCH_WEBHOOK_SECRET": secret})
         try:
-            _until(lambda: len(hooked.applied) > 0, 90, "alerts delivered")
+            until(lambda: len(hooked.applied) > 0, 90, "alerts delivered")
             time.sleep(1)
         finally:
             assert _stop(daemon) == 0, log.read_text()

@@ -14,7 +14,9 @@ from core.items import ListPage, RawEntry
 from core.outcomes import LayoutDrift
 from crawlers.sources.xmtravel.spider import XmtravelSpider
 from storage.engine import get_engine
+from storage.lifecycle import last_seen
 from storage.models import Record
+from storage.runs import get_run
 from tests.helpers import (
     DAY1,
     DAY2,
@@ -115,11 +117,16 @@ def test_entry_shown_only_on_its_profile_is_still_seen(
     assert list_health(sqlite_url, run_id)["xmtravel.warning"].health == "healthy"
     assert "厦文旅罚[2024]84号" not in [e["case_number"] for e in events(sqlite_url, run_id)]
     assert any(r["case_number"] == "厦文旅罚[2024]84号" for r in exported(sqlite_url))
-    # The current state keeps where this run read it: no list row, only the profile's link.
+    # Seen by this run (through the profile's link alone): its sighting is this run's. The
+    # stored provenance stays that of the version's first read (an entry seen again unchanged
+    # is not rewritten); this run's archive holds the pages it was seen on.
     table = Record.__table__
     with get_engine(sqlite_url).connect() as conn:
         current = conn.execute(
-            select(table).where(table.c.case_number == "厦文旅罚[2024]84号")
+            select(table.c.status, table.c.absent_runs, last_seen()).where(
+                table.c.case_number == "厦文旅罚[2024]84号"
+            )
         ).one()
-    assert current.last_run_id == run_id and current.status == "active"
-    assert [p["role"] for p in current.data["extra"]["pages"]] == ["detail", "subject"]
+        run = get_run(conn, run_id)
+    assert current.status == "active" and current.absent_runs == 0
+    assert current.last_seen == run.started_at

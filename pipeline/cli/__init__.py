@@ -28,6 +28,7 @@ from pipeline.cli import (
     schedule,
     sources,
     watch,
+    worker,
 )
 from pipeline.cli.console import err, fail
 from storage.engine import DATA_DIR_ENV, ReadOnlyDatabase, read_only_reason
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 for commands in (runs.app, data.app, entity.app, delivery.feeds, health.app, schedule.app):
     app.add_typer(commands)
+app.add_typer(worker.app)
 app.add_typer(sources.app, name="sources")
 app.add_typer(database.app, name="db")
 app.add_typer(watch.app, name="watch")

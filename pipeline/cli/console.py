@@ -19,7 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from core import catalogue
 from core.clock import SHANGHAI
+from core.health import faults, is_partial, shown_health
 from core.registry import RegistryError, get_source
 from storage.engine import database_url, get_engine, sqlite_path, upgrade
 from storage.runs import has_runs, run_lists, run_summary
@@ -147,10 +149,18 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
+def health_label(health: str, partial: bool = False) -> str:
+    """A run's or list's health as the CLI shows it: ``healthy (partial)`` for a healthy one
+    read in part by design (its words from the catalogue), else the state itself."""
+    shown = shown_health(health, partial)
+    return health if shown == health else catalogue.word("health", shown, "en") or shown
+
+
 def _problems(findings: list[dict[str, Any]] | None) -> list[str]:
-    """What made a list unhealthy, in short: outcome names and broken checks, once each."""
+    """What made a list unhealthy, in short: outcome names and broken checks, once each (a
+    note, like the ``partial`` one, made it nothing)."""
     labels: list[str] = []
-    for finding in findings or []:
+    for finding in faults(findings):
         label = finding.get("outcome") or finding.get("check") or "?"
         if finding.get("field"):
             label = f"{label}:{finding['field']}"
@@ -168,6 +178,8 @@ def run_report(conn: Any, run: Any) -> dict[str, Any]:
         "seq": run.seq,
         "mode": run.mode,
         "state": run.state,
+        # Healthy with lists read in part by design: shown ``healthy (partial)``.
+        "partial": run.state == "healthy" and bool(summary.partial),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "started_at_shanghai": (
             run.started_at.astimezone(SHANGHAI).isoformat() if run.started_at else None
@@ -182,6 +194,7 @@ def run_report(conn: Any, run: Any) -> dict[str, Any]:
             {
                 "list": row.list,
                 "health": row.health,
+                "partial": row.health == "healthy" and is_partial(row.findings),
                 "records": row.records,
                 "pages": row.pages,
                 "rows_seen": row.rows_seen,

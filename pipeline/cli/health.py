@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from core.clock import SHANGHAI
 from core.registry import RegistryError, get_source, load_registry
-from pipeline.cli.console import connect, fail, out, print_json, run_report
+from pipeline.cli.console import connect, fail, health_label, out, print_json, run_report
 from storage.runs import recent_runs
 from storage.source_state import source_state
 
@@ -82,9 +82,10 @@ def _print_report(out: Any, report: dict[str, Any]) -> None:
     for run in report["runs"]:
         colour = COLOURS.get(run["state"], "red")
         started = _local_iso(run["started_at"])
+        state = health_label(run["state"], run["partial"])
         out.print(
             f"  {escape(run['run_id']):<16} {started:<16}  "
-            f"[{colour}]{run['state']:<8}[/{colour}]  records {run['records']}  "
+            f"[{colour}]{state:<8}[/{colour}]  records {run['records']}  "
             f"events: {escape(_counts(run['events']))}"
         )
         if run["lists"]:
@@ -92,7 +93,8 @@ def _print_report(out: Any, report: dict[str, Any]) -> None:
             for lst in run["lists"]:
                 short = lst["list"].split(".", 1)[-1]
                 problems = f" [{', '.join(lst['problems'])}]" if lst["problems"] else ""
-                lists.append(f"{short} {lst['health']} {lst['records']}{problems}")
+                health = health_label(lst["health"], lst["partial"])
+                lists.append(f"{short} {health} {lst['records']}{problems}")
             out.print("      lists: " + "; ".join(lists), markup=False)
         if run["outcomes"]:
             out.print("      fetch outcomes: " + _counts(run["outcomes"]), markup=False)

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from alerts.render import event_line
 from core.clock import SHANGHAI
-from core.health import VOID
+from core.health import VOID, is_note, is_partial
 from core.registry import RegistryError, get_source
 from export.formats import write_jsonl
 from pipeline.cli.console import (
@@ -22,6 +22,7 @@ from pipeline.cli.console import (
     connect,
     err,
     fail,
+    health_label,
     hint_if_empty,
     known_source,
     listing,
@@ -30,7 +31,7 @@ from pipeline.cli.console import (
     run_report,
 )
 from pipeline.preflight import unreachable_reason
-from pipeline.run import CrawlError, CrawlSpec, crawl
+from pipeline.run import CrawlError, CrawlSpec, NothingToCrawl, crawl
 from storage.announcements import list_announcements
 from storage.archive import NotArchived, get_response
 from storage.engine import (
@@ -38,6 +39,7 @@ from storage.engine import (
 )
 from storage.events import query_events
 from storage.runs import UnknownRun, get_run, list_runs, run_lists, run_summary
+from storage.shards import shard_label, shard_of_run
 
 app = typer.Typer()
 
@@ -76,6 +78,14 @@ def crawl_cmd(
             help="For --captcha command: program that reads the image, prints the answer."
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Crawl only shard K of N of the watchlist (a stable hash of each subject); "
+            "shard 1 also reads the list-mode lists. N is capped by watch.max_shards.",
+        ),
+    ] = None,
 ) -> None:
     """One run: fetch, archive, normalise, store, detect; then a summary and the run's events."""
     if replay and record:
@@ -94,6 +104,7 @@ def crawl_cmd(
             captcha=captcha,
             captcha_command=captcha_command,
             interactive=interactive,
+            shard=shard,
         )
     except (RegistryError, CrawlError) as exc:
         raise fail(escape(str(exc))) from None
@@ -106,6 +117,9 @@ def crawl_cmd(
                 run_id = crawl(
                     spec, progress=lambda n: status.update(f"crawling {source}: {n} responses")
                 )
+    except NothingToCrawl as exc:  # an empty shard: no run, and nothing wrong
+        out.print(escape(str(exc)))
+        return
     except CrawlError as exc:  # refused before any run was made (a wrong cassette)
         raise fail(escape(str(exc))) from None
     with get_engine().connect() as conn:
@@ -143,12 +157,20 @@ def print_run(run_id: str, with_events: bool) -> None:
         events = list(query_events(conn, run_id=run_id))
     summary = run_summary(run)
     colour = {"healthy": "green", "degraded": "yellow"}.get(run.state, "red")
+    state = health_label(run.state, bool(summary.partial))
     out.print(
-        f"run [bold]{run.run_id}[/bold] ({run.mode}) [{colour}]{run.state}[/{colour}]  "
+        f"run [bold]{run.run_id}[/bold] ({run.mode}) [{colour}]{state}[/{colour}]  "
         f"clock {run.started_at.isoformat() if run.started_at else '—'} ({run.clock_origin})"
     )
     if run.error:
         out.print(f"  error: {run.error}")
+    shard = shard_of_run(run)
+    if shard is not None:
+        out.print(
+            f"  shard {shard['index']}/{shard['count']} of watchlist {shard['watchlist']}: "
+            f"{shard['subjects']} of {shard['of_subjects']} subject(s)",
+            markup=False,
+        )
     kinds = Counter(e["event"] for e in events)
     out.print(
         f"  pages {run.pages}  records {run.records}  events {len(events)}"
@@ -156,8 +178,9 @@ def print_run(run_id: str, with_events: bool) -> None:
     )
     for lst in lists:
         colour = {"healthy": "green", "degraded": "yellow"}.get(lst.health, "red")
+        health = health_label(lst.health, is_partial(lst.findings))
         out.print(
-            f"  {lst.list:<20} [{colour}]{lst.health:<8}[/{colour}] pages {lst.pages}  "
+            f"  {lst.list:<20} [{colour}]{health:<8}[/{colour}] pages {lst.pages}  "
             f"rows {lst.rows_seen}/{lst.rows_declared if lst.rows_declared is not None else '?'}  "
             f"records {lst.records}"
         )
@@ -169,7 +192,8 @@ def print_run(run_id: str, with_events: bool) -> None:
                     + ", ".join(finding.get("urls") or [finding.get("example_url", "")])
                     + (f" ({finding['detail']})" if finding.get("detail") else "")
                 )
-            out.print(f"      ! {line}", markup=False)
+            # "!" marks a fault; "·" a note (a partial list's: how much of it was read).
+            out.print(f"      {'·' if is_note(finding) else '!'} {line}", markup=False)
     if summary.outcomes:
         out.print(
             "  fetch outcomes: "
@@ -231,23 +255,27 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
-    """Recent runs with their health and counts."""
+    """Recent runs with their health and counts; a run of one shard of a watchlist is shown
+    with it (`creditchina:7 shard 2/3`)."""
     with connect() as conn:
         source = known_source(source, conn)
         hint_if_empty(conn)
         found = list_runs(conn, source, limit)
         if as_json:
-            print_json_lines(run_report(conn, run) for run in found)
+            print_json_lines(run_report(conn, run) | {"shard": shard_label(run)} for run in found)
             return
         table = listing(
             "run", "mode", "state", "clock (UTC)", "pages", "records", "events", "lists"
         )
         for run in found:
             health = ", ".join(
-                f"{r.list.split('.', 1)[-1]}:{r.health}" for r in run_lists(conn, run.run_id)
+                f"{r.list.split('.', 1)[-1]}:{health_label(r.health, is_partial(r.findings))}"
+                for r in run_lists(conn, run.run_id)
             )
+            state = health_label(run.state, bool(run_summary(run).partial))
+            shard = shard_label(run)
             table.add_row(
-                run.run_id, run.mode, run.state,
+                f"{run.run_id} shard {shard}" if shard else run.run_id, run.mode, state,
                 run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "—",
                 str(run.pages), str(run.records), str(run.events), health,
             )  # fmt: skip

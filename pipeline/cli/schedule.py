@@ -73,13 +73,25 @@ def schedule(
     timezone: Annotated[
         str, typer.Option(help="The scheduler's time zone (sources declare their own).")
     ] = TIMEZONE_NAME,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="PostgreSQL: queue each crawl for `creditwatch worker` processes instead of "
+            "crawling here.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log APScheduler too.")] = False,
 ) -> None:
     """Run the scheduler: every source on its registry cron, alerts every few minutes. Jobs
     live in the database (table scheduler_jobs) and keep their next run across restarts; the
     registry is reconciled with them on every start. SIGTERM lets crawls in progress finish
     (up to --stop-timeout); a second SIGTERM stops them, marked aborted. Runs left `running`
-    by a process that died are marked aborted at start-up."""
+    by a process that died are marked aborted at start-up. On PostgreSQL only one scheduler
+    leads (an advisory lock): another one started on the same database stands by and takes
+    over when the leader stops; with --queue the crawls run in `creditwatch worker`
+    processes (docs/scale-out.md), and a source declaring `schedule.shards: N` queues N
+    jobs per trigger, one per shard of its watchlist."""
     from pipeline.daemon import Daemon, DaemonError, DaemonOptions, schedule_rows
 
     try:
@@ -95,11 +107,12 @@ def schedule(
             stop_timeout=stop_timeout,
             run_for=run_for,
             timezone=timezone,
+            queue=queue,
         )
         if list_:
             rows = schedule_rows(options)
         else:
-            _logging(verbose)
+            daemon_logging(verbose)
             daemon = Daemon(options)
     except DaemonError as exc:
         raise fail(escape(str(exc))) from None
@@ -123,7 +136,8 @@ def _report_broken() -> None:
         err.print(f"[red]not scheduled:[/red] {escape(str(problem))}")
 
 
-def _logging(verbose: bool) -> None:
+def daemon_logging(verbose: bool) -> None:
+    """The log of a long-running process (the scheduler, a worker): one line per event."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -132,6 +146,7 @@ def _logging(verbose: bool) -> None:
     # trigger skipped because the source is still crawling, a run missed) are kept.
     logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("procrastinate").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _print_rows(rows: list[dict[str, object]], as_json: bool) -> None:

@@ -197,13 +197,20 @@ class CreditChinaSpider(InPageSpider):
         try:
             if await self.session_ready(page, url, status):
                 for lst in self.source().lists:
-                    if "api" in self.list_conf[lst.id] and not self.stopped:
+                    if "api" in self.list_conf[lst.id] and self.reads(lst) and not self.stopped:
                         async for item in self.crawl_list(page, lst):
                             yield item
                 async for item in self.crawl_watch(page):
                     yield item
         finally:
             await page.close()
+
+    def reads(self, lst: ListDef) -> bool:
+        """Whether this run reads ``lst``: every list, unless the run is one shard of a
+        watchlist (``CW_LISTS``, set by the conductor: shard 1 reads the list-mode lists too,
+        the others the watch lists only)."""
+        wanted = self.settings.getlist("CW_LISTS")
+        return not wanted or lst.id in wanted
 
     async def session_ready(self, page: Any, url: str, status: int | None) -> bool:
         """True once the portal page is up and no challenge stands in the way.
@@ -380,7 +387,11 @@ class CreditChinaSpider(InPageSpider):
 
     async def crawl_watch(self, page: Any) -> AsyncIterator[Any]:
         """Every record of each watch list's type for every watched subject."""
-        watch_lists = [lst for lst in self.source().lists if "watch" in self.list_conf[lst.id]]
+        watch_lists = [
+            lst
+            for lst in self.source().lists
+            if "watch" in self.list_conf[lst.id] and self.reads(lst)
+        ]
         if not watch_lists or self.stopped:
             return
         ids = [lst.id for lst in watch_lists]
