@@ -362,9 +362,10 @@ def _drop_scratch(conn: Connection) -> None:
 
 
 def _analyze(conn: Connection, table: Table) -> None:
-    """Both databases plan the later joins on a scratch table's real size (a few thousand
-    rows against a staging of millions) only once it is analysed; unanalysed, SQLite took it
-    for as big as the staging and walked the staging, probing it, row by row."""
+    """A scratch table's real size (a few thousand rows against a staging of millions) for
+    the planner: PostgreSQL keeps no statistics of temporary tables until asked. On SQLite
+    this alone did not turn the joins round (the staging has no statistics either):
+    ``driving_join`` fixes their order there."""
     conn.execute(text(f"ANALYZE {table.name}"))
 
 

@@ -169,3 +169,12 @@ def _unit_tests_do_not_crawl(request: pytest.FixtureRequest, monkeypatch: pytest
     no_crawls = SimpleNamespace(Popen=refuse, run=refuse)
     monkeypatch.setattr(pipeline.run, "subprocess", no_crawls)
     monkeypatch.setattr(tests.cassette_support, "subprocess", no_crawls)
+
+
+@pytest.fixture
+def replay_dir(tmp_path: Path) -> Path:
+    """A replay directory for the scheduler and workers: Xiamen's day 1 as ``xmtravel.yaml``."""
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    (folder / "xmtravel.yaml").symlink_to(FIXTURES / "xmtravel" / "xmtravel-day1.yaml")
+    return folder

@@ -316,14 +316,6 @@ def test_runs_of_dead_processes_are_aborted_and_their_staging_dropped(
 # --- the daemon, as a process ---------------------------------------------------------------
 
 
-@pytest.fixture
-def replay_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "cassettes"
-    folder.mkdir()
-    (folder / "xmtravel.yaml").symlink_to(DAY1)
-    return folder
-
-
 def _env(url: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": url}
 

@@ -91,14 +91,6 @@ def processes() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             proc.wait()
 
 
-@pytest.fixture
-def replay_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "cassettes"
-    folder.mkdir()
-    (folder / "xmtravel.yaml").symlink_to(DAY1)
-    return folder
-
-
 def _stop(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     """SIGTERM, and the process must end by itself, status 0."""
     if proc.poll() is None:
