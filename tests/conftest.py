@@ -25,6 +25,8 @@ import guard  # noqa: E402
 from tests.cassette_support import playwright_browser_available  # noqa: E402
 from tests.replay_cache import ReplayCache, Replayed  # noqa: E402
 
+pytest_plugins = ["tests.faults.tally"]
+
 PG_ADMIN_URL = os.environ.get(
     "CREDITWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
