@@ -119,6 +119,15 @@ def dead_fetched_runs(
 # --- the crawl queue (procrastinate's tables) -----------------------------------------------
 
 
+QUEUE_TABLES = "procrastinate_"
+
+
+def migrated_here(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's ``include_name``: procrastinate's tables are applied by
+    :func:`apply_queue_schema`, not by our migrations, so autogenerate must not see them."""
+    return not (type_ == "table" and (name or "").startswith(QUEUE_TABLES))
+
+
 def apply_queue_schema(engine: Engine, schema_sql: str) -> bool:
     """Run ``schema_sql`` (procrastinate's schema) unless ``procrastinate_jobs`` exists, in one
     transaction under an advisory lock; True when it ran."""

@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage.daemon import migrated_here
 from storage.engine import get_engine
 
 config = context.config
@@ -17,6 +18,7 @@ with engine.connect() as connection:
         target_metadata=SQLModel.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=migrated_here,
     )
     with context.begin_transaction():
         context.run_migrations()
