@@ -224,16 +224,20 @@ def test_last_healthy_list_records(db_url: str) -> None:
 
 
 # --- source state (SCHEMA.md's K) ---------------------------------------------------------
-def make_runs(url: str, source: str, states: list[str]) -> None:
-    """Runs of ``source`` in these states, oldest first, a day apart."""
+def make_runs(url: str, source: str, states: list[str], shards: list[str] | None = None) -> None:
+    """Runs of ``source`` in these states, oldest first, a day apart; ``shards`` gives each
+    run's watchlist shard ``K/N`` ("" for a run of the whole source)."""
     upgrade(url)
     engine = get_engine(url)
     table = Run.__table__
     start = datetime(2025, 11, 21, 2, tzinfo=UTC)
-    for state in states:
+    for state, shard in zip(states, shards or [""] * len(states), strict=True):
+        index, _, count = shard.partition("/")
+        place = {"shard": {"index": int(index), "count": int(count)}} if shard else None
         run_id = create_run(
-            engine, get_source(source), mode="replay", cassette=None, delist_after=1
-        )
+            engine, get_source(source), mode="replay", cassette=None, delist_after=1,
+            summary=place,
+        )  # fmt: skip
         seq = int(run_id.rsplit(":", 1)[1])
         with engine.begin() as conn:
             conn.execute(
@@ -246,6 +250,43 @@ def make_runs(url: str, source: str, states: list[str]) -> None:
 def state_of(url: str, source: str = "ccgp", k: int = 3, **kw: Any) -> Any:
     with get_engine(url).connect() as conn:
         return source_state(conn, source, k, **kw)
+
+
+def test_a_shard_failing_every_night_makes_its_source_failing(db_url: str) -> None:
+    """Shard 1's healthy runs, interleaved with shard 2's failures, do not hide shard 2: each
+    shard has its own streak, and a run of the whole source counts for both."""
+    make_runs(db_url, "creditchina", ["healthy", "failed"] * 2, ["1/2", "2/2"] * 2)
+    st = state_of(db_url, "creditchina")
+    assert (st.state, st.shard, st.unhealthy_streak, st.newly_failing) == ("ok", "2/2", 2, False)
+    make_runs(db_url, "creditchina", ["healthy", "failed"], ["1/2", "2/2"])
+    st = state_of(db_url, "creditchina")
+    assert (st.state, st.unhealthy_streak, st.newly_failing) == ("failing", 3, True)
+    assert st.detail == "shard 2/2: 3 runs in a row unhealthy: failed, failed, failed"
+    assert st.as_dict()["shard"] == "2/2"
+    make_runs(db_url, "creditchina", ["healthy"], ["1/2"])  # still failing, not newly
+    st = state_of(db_url, "creditchina")
+    assert (st.state, st.unhealthy_streak, st.newly_failing) == ("failing", 3, False)
+    make_runs(db_url, "creditchina", ["healthy"], ["2/2"])
+    st = state_of(db_url, "creditchina")
+    assert (st.state, st.shard, st.unhealthy_streak, st.detail) == (
+        "ok",
+        None,
+        0,
+        "healthy (creditchina:8)",
+    )
+    # A failed run of the whole source counts for both shards; the newest run names the
+    # split, and its shard is shown on a tie.
+    make_runs(db_url, "creditchina", ["failed", "failed", "degraded"], ["", "2/2", "1/2"])
+    st = state_of(db_url, "creditchina")
+    assert (st.state, st.shard, st.unhealthy_streak) == ("ok", "1/2", 2)
+    make_runs(db_url, "creditchina", ["degraded"], ["1/2"])
+    st = state_of(db_url, "creditchina")
+    assert (st.state, st.shard, st.unhealthy_streak, st.newly_failing) == (
+        "failing",
+        "1/2",
+        3,
+        True,
+    )
 
 
 def test_source_state_from_runs(db_url: str) -> None:
