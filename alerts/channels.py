@@ -12,8 +12,10 @@ Channel specs
 -------------
 ``email:ADDRESS[,ADDRESS…]``
     One email to all addresses over SMTP: multipart/alternative (text and HTML), UTF-8
-    headers, ``Message-ID: <KEY@creditwatch>`` (the alert key, with characters outside
-    RFC 5322 atext percent-encoded), so a receiver can drop a redelivery. Environment:
+    headers (the subject one line, encoded whole, so no scraped text in it can pass for an
+    RFC 2047 encoded-word), ``Message-ID: <KEY@creditwatch>`` (the alert key,
+    with characters outside RFC 5322 atext percent-encoded), so a receiver can drop a
+    redelivery. Environment:
 
     * ``CREDITWATCH_SMTP_HOST`` (required), ``CREDITWATCH_SMTP_PORT`` (587)
     * ``CREDITWATCH_SMTP_USER`` / ``CREDITWATCH_SMTP_PASSWORD``: log in only when set
@@ -74,6 +76,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -146,6 +149,14 @@ def message_id(key: str) -> str:
     return f"<{local}@creditwatch>"
 
 
+def subject_header(value: str) -> str:
+    """The Subject header as sent: one line of text, encoded whole as RFC 2047 UTF-8
+    encoded-words folded under 78 columns. Left to the email library, a scraped name holding
+    ``=?utf-8?b?PHNjcmlwdD4=?=`` is taken for an encoded-word and arrives as ``<script>``, and
+    its folding mangles long subjects with such text; encoded whole, any text arrives exactly."""
+    return Header(one_line(value), "utf-8", header_name="Subject").encode(linesep="\n")
+
+
 class _SMTP(smtplib.SMTP):
     """smtplib.SMTP that keeps the server's answer to DATA, for the receipt."""
 
@@ -199,7 +210,7 @@ class EmailChannel:
     ) -> EmailMessage:
         """The email for ``message``: text and HTML alternatives, stable Message-ID."""
         msg = EmailMessage(policy=SMTP)
-        msg["Subject"] = one_line(message.subject)
+        msg.set_raw("Subject", subject_header(message.subject))  # written as encoded
         msg["From"] = sender
         msg["To"] = ", ".join(self.addresses)
         msg["Date"] = email.utils.format_datetime(now or datetime.now(UTC))

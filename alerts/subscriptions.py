@@ -375,6 +375,17 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _one_line(exc: Exception) -> str:
+    """A parser's error in one line, at its line and column: PyYAML's own message spans
+    several lines (the snippet and a caret), which a command line would print as they are."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        context = f" ({exc.context})" if exc.context else ""
+        return f"{where}{exc.problem or exc.context}{context if exc.problem else ''}"
+    return " ".join(str(exc).split())
+
+
 def load_file(path: Path) -> list[Subscription]:
     """Read the file form (YAML or TOML by extension); every subscription validated, ids
     unique. Errors name the file."""
@@ -392,7 +403,9 @@ def load_file(path: Path) -> list[Subscription]:
         else:
             raise SubscriptionError(f"{path}: expected a .yml, .yaml or .toml file")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise SubscriptionError(f"{path}: not valid {suffix[1:].upper()}: {exc}") from None
+        raise SubscriptionError(
+            f"{path}: not valid {suffix[1:].upper()}: {_one_line(exc)}"
+        ) from None
 
     if not isinstance(data, dict) or "subscriptions" not in data:
         raise SubscriptionError(f"{path}: expected a top-level 'subscriptions' list")

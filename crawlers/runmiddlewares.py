@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from scrapy import signals
+from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.http import Request, Response
 from scrapy.settings import BaseSettings
@@ -13,8 +15,8 @@ from scrapy.spiders import Spider
 from scrapy.utils.defer import deferred_to_future
 from twisted.internet import reactor, task
 
-from core.outcomes import MalformedPage, outcome_for_status
-from crawlers.responses import outcome_for_exception, undecodable
+from core.outcomes import outcome_for_status
+from crawlers.responses import ChallengePage, incomplete, outcome_for_exception, undecodable
 from crawlers.runcontext import RunComponent
 
 
@@ -52,29 +54,58 @@ class FetchLogMiddleware(RunComponent):
     ``meta["cw_list"]``: the list whose health they bear on (None: the whole source).
     """
 
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> FetchLogMiddleware:
+        middleware = cls(crawler)
+        crawler.signals.connect(middleware.request_dropped, signal=signals.request_dropped)
+        return middleware
+
     def process_response(
         self, request: Request, response: Response, spider: Spider | None = None
     ) -> Response:
         outcome = outcome_for_status(response.status)
-        classify = getattr(self.crawler.spider, "classify_response", None)
-        if outcome == "ok" and classify is not None:
-            outcome = classify(response) or outcome
-        read_as_text = not (
-            request.meta.get("cw_bytes") or request.meta.get("dont_obey_robotstxt")
-        )  # attachments are read from their bytes; robots.txt is Scrapy's own to judge
-        garbled = undecodable(response) if outcome == "ok" and read_as_text else None
+        problem = self.page_problem(request, response) if outcome == "ok" else None
         self.run.writer.add_fetch(
             url=request.url,
-            outcome="malformed" if garbled else outcome,
+            outcome=problem.outcome if problem else outcome,
             list_id=request.meta.get("cw_list"),
             status=response.status,
-            detail=garbled,
+            detail=str(problem) if problem else None,
             sha256=hashlib.sha256(response.body).hexdigest(),
         )
-        if garbled:
+        if problem:
             # Archived already; kept from the spider so no value is read from it.
-            raise MalformedPage(garbled)
+            raise problem
         return response
+
+    def page_problem(self, request: Request, response: Response) -> ChallengePage | None:
+        """Why a page that came with a good status says nothing trustworthy: a challenge or
+        captcha in its place (the spider's ``classify_response``), no content, a document cut
+        short, or bytes invalid in its own encoding. None: the spider may read it."""
+        classify = getattr(self.crawler.spider, "classify_response", None)
+        if classify is not None and (named := classify(response)):
+            return ChallengePage(named, f"HTTP {response.status}: a {named} page, not the data")
+        if request.meta.get("cw_bytes") or request.meta.get("dont_obey_robotstxt"):
+            return None  # attachments are read from their bytes; robots.txt is Scrapy's own
+        if cut := incomplete(response):
+            return ChallengePage(*cut)
+        if garbled := undecodable(response):
+            return ChallengePage("malformed", garbled)
+        return None
+
+    def request_dropped(self, request: Request, spider: Spider | None = None) -> None:
+        """A redirect the scheduler dropped as a page already requested (a redirect loop):
+        the page it stood for never arrived, and nothing else would say so, so a list
+        read until a short page would end there, healthy and short."""
+        redirected_from = request.meta.get("redirect_urls")
+        if not redirected_from:
+            return  # a link requested twice: the first request speaks for it
+        self.run.writer.add_fetch(
+            url=redirected_from[0],
+            outcome="http_error",
+            list_id=request.meta.get("cw_list"),
+            detail=f"redirected to {request.url}, a page already requested: a redirect loop",
+        )
 
     def process_exception(
         self, request: Request, exception: Exception, spider: Spider | None = None

@@ -43,7 +43,9 @@ def format_type(name: str, schema_type: str, fmt: str) -> str:
         from export.parquet import parquet_type  # pyarrow only when asked
 
         return str(parquet_type(name))
-    if fmt == "csv":
+    if fmt == "xlsx" and schema_type.startswith("number"):
+        return "number (empty = null)"
+    if fmt in ("csv", "xlsx"):
         if name == "extra" or schema_type.startswith("list"):
             return "JSON text"
         return "text (empty = null)"
@@ -62,6 +64,13 @@ NOTES = {
         "A cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab "
         "or a line break, plain numbers excepted) starts with a `'` unless the snapshot was "
         "written with `--raw` (the manifest's `csv_formulas_neutralised` says which)."
+    ),
+    "xlsx": (
+        "One sheet, a header row and one row per entry. Money is a number cell; every other "
+        "value is a text cell (never a formula, so nothing is prefixed: the text is as "
+        "published). Null is the empty cell; lists and objects are JSON in their cell. "
+        "Characters XML cannot hold (NUL and most other C0 controls) are U+FFFD, and a "
+        "value longer than 32,767 characters (Excel's limit) is cut, saying how long it was."
     ),
     "jsonl": "One JSON object per line, the schema's fields in this order; null is `null`.",
     "ftm": (

@@ -1,6 +1,6 @@
 """Snapshots for researchers: dated, reproducible files of every list, with a manifest.
 
-``write_snapshot`` writes one file per list (Parquet, CSV or JSON Lines; or one FollowTheMoney
+``write_snapshot`` writes one file per list (Parquet, CSV, JSON Lines or XLSX; or one FollowTheMoney
 file per source), a data dictionary generated from the schema, and ``manifest.json``: schema
 and software version, the as-of date, each list's vouching run with its health, row counts,
 and the sha256 of every file. Nothing in them depends on when or where they were written, so
@@ -35,7 +35,7 @@ from core.redact import redact_record
 from core.registry import get_source
 from core.schema import RECORD_FIELDS, SCHEMA_VERSION
 from export.dictionary import data_dictionary
-from export.formats import write_csv, write_jsonl
+from export.formats import write_csv, write_jsonl, write_xlsx
 from export.parquet import (
     DATE_FIELDS,
     MONEY,
@@ -47,7 +47,7 @@ from export.parquet import (
 )
 from storage.asof import JsonRow, Row, Vouch, iter_json_rows, iter_rows, vouching_runs
 
-FORMATS = ("parquet", "csv", "jsonl", "ftm")
+FORMATS = ("parquet", "csv", "jsonl", "xlsx", "ftm")
 ROW_GROUP = 100_000
 CHUNK = 5_000
 MANIFEST = "manifest.json"
@@ -310,6 +310,8 @@ def write_snapshot(
                 part.rows = _write_text(
                     path, lambda f, rs=records: write_csv(rs, f, RECORD_FIELDS, raw=raw), bom=bom
                 )
+            elif fmt == "xlsx":
+                part.rows = write_xlsx(_records(rows), path, RECORD_FIELDS, sheet=part.list)
             else:
                 records = _records(rows)
                 part.rows = _write_text(path, lambda f, rs=records: write_jsonl(rs, f))

@@ -18,7 +18,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 DEFAULT_DATA_DIR = "data"
 DATA_DIR_ENV = "CREDITWATCH_DATA_DIR"  # `creditwatch --data-dir DIR` sets it
@@ -57,6 +60,15 @@ def _sha256_hex(text: str | None) -> str | None:
 
 class ReadOnlyDatabase(RuntimeError):
     """The command has to write, and the database (or its directory) is read-only."""
+
+
+class DatabaseProblem(RuntimeError):
+    """The database cannot be used as it is (damaged, another program's, from a newer
+    creditwatch, not answering, its disk full): the message is one line naming the fix, so
+    the command line can say it instead of a traceback."""
+
+
+VERSION_TABLE = "alembic_version"
 
 
 def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -141,7 +153,18 @@ def _engine_for(url: str) -> Engine:
         event.listen(engine, "connect", _prepare_read_only_sqlite)
         return engine
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise DatabaseProblem(
+                f"the data directory {path.parent} is not a directory (or lies inside a "
+                f"file): pass --data-dir (or set {DATA_DIR_ENV}) to a directory"
+            ) from None
+        except PermissionError:
+            raise DatabaseProblem(
+                f"the data directory {path.parent} does not exist and cannot be made "
+                "(permission denied): create it, or pass --data-dir to one you can write"
+            ) from None
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _prepare_sqlite)
@@ -159,6 +182,7 @@ def alembic_config(url: str | None = None) -> Config:
 def upgrade(url: str | None = None) -> None:
     """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``). A
     read-only database already at the newest schema is left as it is."""
+    check_schema(url)
     reason = read_only_reason(url)
     if reason is not None:
         current, head = current_revision(url), head_revision()
@@ -172,10 +196,102 @@ def upgrade(url: str | None = None) -> None:
         command.upgrade(alembic_config(url), "head")
 
 
-def head_revision() -> str | None:
+def _scripts() -> ScriptDirectory:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    return ScriptDirectory.from_config(cfg)
+
+
+def head_revision() -> str | None:
+    return _scripts().get_current_head()
+
+
+def known_revisions() -> set[str]:
+    """Every schema revision this version of creditwatch can migrate from."""
+    return {script.revision for script in _scripts().walk_revisions()}
+
+
+def shown_url(url: str | None = None) -> str:
+    """The database as a message names it: a SQLite file's path, else the URL without its
+    password."""
+    url = url or database_url()
+    path = sqlite_path(url)
+    return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
+
+
+def schema_problem(url: str | None = None) -> str | None:
+    """Why the database at ``url`` is not one creditwatch may migrate and use, or None (an
+    empty one is fine: it becomes one). Checked before any migration, so that another
+    program's database or a newer creditwatch's is left exactly as it was."""
+    with get_engine(url).connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        if not tables:
+            return None
+        if VERSION_TABLE not in tables:
+            shown = ", ".join(sorted(tables)[:4]) + (", …" if len(tables) > 4 else "")
+            return (
+                f"{shown_url(url)} is not a creditwatch database (tables {shown}, no schema "
+                "revision): point --data-dir or DATABASE_URL at creditwatch's database"
+            )
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current is not None and current not in known_revisions():
+        return (
+            f"{shown_url(url)} has schema revision {current!r}, which this creditwatch does "
+            f"not know (its newest is {head_revision()!r}): it was made by a newer "
+            "creditwatch; upgrade creditwatch, or restore a backup"
+        )
+    return None
+
+
+def check_schema(url: str | None = None) -> None:
+    """Raise ``DatabaseProblem`` when ``schema_problem`` finds one."""
+    problem = schema_problem(url)
+    if problem is not None:
+        raise DatabaseProblem(problem)
+
+
+def explain(exc: BaseException, url: str | None = None) -> str | None:
+    """One line saying what is wrong with the database and what to do, for an error a
+    command met using it; None for an error that is not about the database (a bug: its
+    traceback is wanted)."""
+    if isinstance(exc, ReadOnlyDatabase | DatabaseProblem):
+        return str(exc)
+    if isinstance(exc, CommandError) and "Can't locate revision" in str(exc):
+        return f"{shown_url(url)}: {exc}: it was made by a newer creditwatch; upgrade creditwatch"
+    path = sqlite_path(url or database_url())
+    if (
+        isinstance(exc, PermissionError)
+        and path is not None
+        and exc.filename is not None
+        and Path(exc.filename).resolve() in (path, path.parent)
+    ):
+        return (
+            f"permission denied on {exc.filename}: this user cannot reach the database; "
+            "run as its owner, or fix the permissions of its directory"
+        )
+    if not isinstance(exc, DBAPIError):
+        return None
+    detail = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc.orig)
+    lowered = detail.lower()
+    where = shown_url(url)
+    if "readonly" in lowered.replace("-", "").replace(" ", ""):
+        reason = read_only_reason(url)
+        return f"{reason or f'the database {where} is read-only'}; this command writes to it"
+    if "disk is full" in lowered or "no space left" in lowered:
+        return (
+            f"the disk holding {where} is full ({detail}); the change was not written: "
+            "free some space and run the command again"
+        )
+    if "not a database" in lowered or "malformed" in lowered or "disk i/o error" in lowered:
+        return (
+            f"the database {where} is damaged ({detail}): restore it from a backup, or "
+            "move it aside to start a new one; `creditwatch doctor` checks it"
+        )
+    if "unable to open database file" in lowered:
+        return f"cannot open the database {where} ({detail}): check its directory exists"
+    if isinstance(exc, OperationalError) and "connect" in lowered:
+        return f"cannot connect to the database {where}: {detail}"
+    return None
 
 
 def current_revision(url: str | None = None) -> str | None:

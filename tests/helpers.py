@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pipeline.run import CrawlSpec, crawl
 from storage.asof import export_records
 from storage.engine import get_engine
 from storage.events import query_events
-from storage.models import Fetch, Run, RunList
+from storage.models import Fetch, Record, RecordHistory, Run, RunList
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SHIPPED_SOURCES = Path(__file__).resolve().parent.parent / "crawlers" / "sources"
@@ -125,6 +125,26 @@ def new_room(
     spider = SourceSpiderLoader().load(source_id)
     assert spider.source_id == source_id
     return spider
+
+
+def rewrite_record(conn: Any, record_id: int, changes: Mapping[str, Any]) -> None:
+    """Write ``changes`` into a stored record's ``data`` and every version of its history
+    (``entity_name`` into the column too): text the pipeline would not produce, put where
+    the readers under test find it."""
+    records, history = Record.__table__, RecordHistory.__table__
+    data = conn.execute(select(records.c.data).where(records.c.id == record_id)).scalar_one()
+    columns = {"entity_name": changes["entity_name"]} if "entity_name" in changes else {}
+    conn.execute(
+        update(records).where(records.c.id == record_id).values(data={**data, **changes}, **columns)
+    )
+    for version in conn.execute(
+        select(history.c.id, history.c.data).where(history.c.record_id == record_id)
+    ).all():
+        conn.execute(
+            update(history)
+            .where(history.c.id == version.id)
+            .values(data={**version.data, **changes})
+        )
 
 
 def until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:

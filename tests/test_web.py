@@ -21,7 +21,7 @@ import pytest
 from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 from markupsafe import escape
-from sqlalchemy import select, update
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from core.catalogue import word
@@ -34,8 +34,8 @@ from pipeline.cli import app as cli_app
 from storage.archive import BODIES, RESPONSES, body_row, get_response
 from storage.asof import records_as_of, run_date
 from storage.engine import get_engine
-from storage.models import Event, Record, RecordHistory
-from tests.helpers import FIXTURES, replay, run_row
+from storage.models import Event, Record
+from tests.helpers import FIXTURES, replay, rewrite_record, run_row
 from web.app import CSP, RAW_CSP, create_app, http_url
 from web.i18n import FIELDS, LABELS, Translator
 
@@ -117,7 +117,7 @@ def build_site(root: Path) -> Site:
             redact=True,
         )
     hostile = body_row(HOSTILE_BODY)
-    records, history = Record.__table__, RecordHistory.__table__
+    records = Record.__table__
     with engine.begin() as conn:
         conn.execute(BODIES.insert().values(**hostile))
         conn.execute(
@@ -140,19 +140,7 @@ def build_site(root: Path) -> Site:
             )
         ).all()
         poison = {"entity_name": HOSTILE_NAME, "source_url": HOSTILE_URL}
-        conn.execute(
-            update(records)
-            .where(records.c.id == row.id)
-            .values(entity_name=HOSTILE_NAME, data={**row.data, **poison})
-        )
-        for version in conn.execute(
-            select(history.c.id, history.c.data).where(history.c.record_id == row.id)
-        ).all():
-            conn.execute(
-                update(history)
-                .where(history.c.id == version.id)
-                .values(data={**version.data, **poison})
-            )
+        rewrite_record(conn, row.id, poison)
     return Site(
         url=url,
         root=root,

@@ -30,8 +30,8 @@ from export.snapshots import MANIFEST, write_snapshot
 from pipeline.cli import app as cli_app
 from storage.archive import RESPONSES
 from storage.engine import get_engine
-from storage.models import Event, Record, RecordHistory, SubscriptionRow
-from tests.helpers import FIXTURES, replay
+from storage.models import Event, Record, SubscriptionRow
+from tests.helpers import FIXTURES, replay, rewrite_record
 from tests.test_web import BLACKLIST, GOOD, JIAHE, JIAHE_USCC, WARNING, Site, build_site
 from web.app import CSP, create_app
 
@@ -96,24 +96,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     """The site of test_web.py, plus a company whose name carries bidi controls and an event
     whose change does (the Xiamen portal could publish either)."""
     built = build_site(tmp_path_factory.mktemp("hostile"))
-    records, history, events = Record.__table__, RecordHistory.__table__, Event.__table__
+    records, events = Record.__table__, Event.__table__
     with get_engine(built.url).begin() as conn:
         for row in conn.execute(
             select(records.c.id, records.c.data).where(records.c.entity_id == BIDI_ENTITY)
         ).all():
-            conn.execute(
-                update(records)
-                .where(records.c.id == row.id)
-                .values(entity_name=BIDI_NAME, data={**row.data, "entity_name": BIDI_NAME})
-            )
-            for version in conn.execute(
-                select(history.c.id, history.c.data).where(history.c.record_id == row.id)
-            ).all():
-                conn.execute(
-                    update(history)
-                    .where(history.c.id == version.id)
-                    .values(data={**version.data, "entity_name": BIDI_NAME})
-                )
+            rewrite_record(conn, row.id, {"entity_name": BIDI_NAME})
         changed = conn.execute(
             update(events)
             .where(events.c.entity_id == JIAHE, events.c.event == "modified")

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from core.registry import get_source
 from storage.asof import records_as_of, run_date
 from storage.browse import COLUMNS, EntryQuery, column_value, list_entries, sort_key
 from storage.engine import get_engine
-from storage.models import Record, RecordHistory
-from tests.helpers import FIXTURES, run_row
+from storage.models import Record
+from tests.helpers import FIXTURES, rewrite_record, run_row
 from tests.replay_cache import Replay, Replayed
 from web.app import create_app
 from web.i18n import FIELDS
@@ -47,7 +47,7 @@ def store(db_url: str, replayed: Replayed) -> dict[str, Any]:
     """Two days of Xiamen and of Beijing's penalties; one Xiamen reason is a formula, as a
     compromised portal could publish it."""
     runs = replayed(db_url, *STEPS)
-    records, history = Record.__table__, RecordHistory.__table__
+    records = Record.__table__
     with get_engine(db_url).begin() as conn:
         rows = conn.execute(
             select(records.c.id, records.c.data).where(
@@ -56,19 +56,7 @@ def store(db_url: str, replayed: Replayed) -> dict[str, Any]:
         ).all()
         assert len(rows) == 1
         for row in rows:
-            conn.execute(
-                update(records)
-                .where(records.c.id == row.id)
-                .values(data={**row.data, "reason": FORMULA})
-            )
-            for version in conn.execute(
-                select(history.c.id, history.c.data).where(history.c.record_id == row.id)
-            ).all():
-                conn.execute(
-                    update(history)
-                    .where(history.c.id == version.id)
-                    .values(data={**version.data, "reason": FORMULA})
-                )
+            rewrite_record(conn, row.id, {"reason": FORMULA})
     days = [run_date(run_row(db_url, run).started_at) for run in runs]
     return {"url": db_url, "xm_days": days[:2], "bj_days": days[2:]}
 

@@ -3,9 +3,10 @@ redaction, templates) routes reach through ``SiteDep``, and the helpers that mak
 to show.
 
 Every scraped value is escaped (Jinja2 autoescape); links to scraped URLs are only made for
-http(s) URLs. Bidi controls (U+202E and the like) in any value shown are written as their code
-(``\\u202e``) and scraped values sit in ``<bdi>``: a name can neither reverse the text around
-it nor hide what it says.
+http(s) URLs. Bidi controls (U+202E and the like), C0/C1 controls but tab and line breaks,
+and the line and paragraph separators in any value shown are written as their code
+(``\\u202e``, ``\\u0000``) and scraped values sit in ``<bdi>``: a name can neither reverse
+the text around it nor hide what it says.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ from web.models import RunRef
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 50
 MAX_PER_PAGE = 500
-# Bidi controls: embeddings, overrides, isolates and marks (U+061C, U+200E/F, U+202A-E,
-# U+2066-9). Shown raw, a scraped name could reverse the text after it.
-BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What a page writes as its code: bidi controls (embeddings, overrides, isolates and marks,
+# U+061C, U+200E/F, U+202A-E, U+2066-9: shown raw, a scraped name could reverse the text after
+# it), C0 and C1 controls (NUL, BEL, ESC ...; tab and line breaks are whitespace to HTML and
+# stay), the line and paragraph separators, the BOM and the interlinear annotations.
+HIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
+    "\u2066-\u2069\ufeff\ufff9-\ufffb]"
+)
 LANG_COOKIE = "lang"
 COUNTS_CACHE = 4096
 
@@ -166,9 +172,10 @@ def environment() -> jinja2.Environment:
 
 
 def visible(value: str) -> str:
-    """``value`` with its bidi controls written as their code (``\\u202e``), as alert messages
-    write them: seen, and unable to reorder anything."""
-    return BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    """``value`` with its bidi controls and other hidden characters (NUL, ESC, U+2028 ...)
+    written as their code (``\\u202e``), as alert messages write them: seen, and unable to
+    reorder, hide or break anything."""
+    return HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
 
 
 def shown(value: Any) -> Any:

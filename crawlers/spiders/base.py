@@ -10,6 +10,7 @@ from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
 from core.registry import SourceDef, get_source
+from crawlers.responses import challenge_outcome
 
 
 class PortalSpider(scrapy.Spider):
@@ -62,5 +63,6 @@ class PortalSpider(scrapy.Spider):
 
     def classify_response(self, response: Response) -> str | None:
         """A portal-specific outcome for a response that looks fine by its status (e.g. a
-        challenge page served with 200); None when the status tells the whole story."""
-        return None
+        challenge page served with 200); None when the status tells the whole story. By
+        default: a WAF challenge or captcha page (``crawlers.responses.challenge_outcome``)."""
+        return challenge_outcome(response)

@@ -8,19 +8,17 @@ here, so the package has no import circle; this file only puts them together.
 from __future__ import annotations
 
 import os
-import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from sqlalchemy.exc import OperationalError
 
 from pipeline.cli import (
     data,
     database,
     delivery,
+    doctor,
     entity,
     health,
     pending,
@@ -30,8 +28,8 @@ from pipeline.cli import (
     watch,
     worker,
 )
-from pipeline.cli.console import err, fail
-from storage.engine import DATA_DIR_ENV, ReadOnlyDatabase, read_only_reason
+from pipeline.cli.console import fail, run
+from storage.engine import DATA_DIR_ENV
 
 app = typer.Typer(
     help="Scheduled spiders, one schema and change detection for China's public credit portals.",
@@ -40,6 +38,7 @@ app = typer.Typer(
 )
 for commands in (runs.app, data.app, entity.app, delivery.feeds, health.app, schedule.app):
     app.add_typer(commands)
+app.add_typer(doctor.app)
 app.add_typer(worker.app)
 app.add_typer(sources.app, name="sources")
 app.add_typer(database.app, name="db")
@@ -93,16 +92,6 @@ def options(
 
 
 def main() -> None:
-    """The console entry point: ``app`` with one line instead of a traceback when the
-    database cannot be written (read-only commands still work on such a database)."""
-    try:
-        app()
-    except ReadOnlyDatabase as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        sys.exit(1)
-    except OperationalError as exc:
-        reason = read_only_reason()
-        if reason is None or "readonly" not in str(exc).replace("-", "").lower():
-            raise
-        err.print(f"[red]error:[/red] {escape(reason)}; this command writes to it")
-        sys.exit(1)
+    """The console entry point: ``app``, with one line instead of a traceback for a usage
+    mistake or a database that cannot be used (``console.run``)."""
+    run(app)

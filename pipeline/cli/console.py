@@ -18,12 +18,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
+from typer import rich_utils
+
+# Typer raises its own copy of Click's exceptions (typer._click), not click's.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from core import catalogue
 from core.clock import SHANGHAI
 from core.health import faults, is_partial, shown_health
 from core.registry import RegistryError, get_source
-from storage.engine import database_url, get_engine, sqlite_path, upgrade
+from storage.engine import database_url, explain, get_engine, sqlite_path, upgrade
 from storage.runs import has_runs, run_lists, run_summary
 
 # Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
@@ -44,6 +48,34 @@ JsonFlag = Annotated[
 def fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+def run(app: typer.Typer) -> None:
+    """Run ``app`` as the console entry point: a usage mistake, or a database that cannot be
+    used (read-only, damaged, another program's, not answering, its disk full), is said in
+    one line on stderr with exit status 2 or 1; only a bug shows a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a group named alone: its help, as Typer shows it
+        rich_utils.rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "creditwatch"
+        err.print(f"[red]error:[/red] {escape(exc.format_message())} (see {command} --help)")
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        err.print(f"[red]error:[/red] {escape(exc.format_message())}")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def connect(*, reading: bool = False) -> Any:

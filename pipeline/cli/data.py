@@ -94,7 +94,7 @@ def snapshot(
     as_of: Annotated[
         str | None, typer.Option(help="YYYY-MM-DD (Asia/Shanghai); default: the newest.")
     ] = None,
-    format: Annotated[str, typer.Option(help="parquet, csv, jsonl or ftm.")] = "parquet",
+    format: Annotated[str, typer.Option(help="parquet, csv, jsonl, xlsx or ftm.")] = "parquet",
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.")] = Path(
         "snapshot"
     ),

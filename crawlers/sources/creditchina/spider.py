@@ -118,6 +118,11 @@ class CreditChinaSpider(InPageSpider):
         wait = REPLAY_CHALLENGE_WAIT if replaying else float(session.get("challenge_wait", 15.0))
         settings.set("CW_CHALLENGE_WAIT", wait, priority="spider")
 
+    def classify_response(self, response: Response) -> str | None:
+        """None: this spider reads challenges and captchas in the page itself (it waits for a
+        challenge to clear and solves captchas), so none is filed before it sees them."""
+        return None
+
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> CreditChinaSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)

@@ -1,0 +1,281 @@
+"""The fetch-fault matrix: live-mode crawls through the fake portal (tests/faults/portal.py),
+one fault at a time, on three families (Xiamen's own spider, ``html_list``, ``json_api``).
+
+Every test starts from day 1 replayed (a template database copied per test), then crawls day 2
+live with one page broken. A fault that persists must leave the list unhealthy with the outcome
+named, raise no ``delisted`` event and invent nothing: every entry is as day 1 or as an
+undisturbed day 2 left it. A transient one (one 503, one reset, a slow body) must be absorbed:
+healthy, with exactly the entries of an undisturbed live day 2.
+
+``CW_FAULT_FAMILIES`` (comma-separated: ``xmtravel,html_list,json_api``) narrows the families.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from pipeline.run import CrawlSpec, crawl
+from storage.engine import get_engine
+from storage.models import Event, PendingDelisting, Record
+from tests.faults import portal as fp
+from tests.faults.portal import Action, FakePortal, Fault
+from tests.faults.tally import tally
+from tests.helpers import FIXTURES, list_health, run_row
+from tests.replay_cache import Replay, ReplayCache
+
+pytestmark = pytest.mark.replay
+
+TIMEOUT = 2.0
+# Live politeness, shortened: no delay, a small timeout, and the backoff still in the path.
+LIVE = {
+    "DOWNLOAD_DELAY": "0",
+    "AUTOTHROTTLE_ENABLED": "False",
+    "CW_RETRY_BACKOFF": "0.05",
+    "DOWNLOAD_TIMEOUT": str(TIMEOUT),
+}
+TEN_MB = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    source: str
+    list_id: str
+    page: str  # a URL fragment naming one list page past the first
+    charset_swap: str  # an encoding the page's text is re-served in against its declaration
+
+    def cassette(self, day: int) -> Path:
+        return FIXTURES / self.source / f"{self.source}-day{day}.yaml"
+
+
+FAMILIES = {
+    f.name: f
+    for f in (
+        Family("xmtravel", "xmtravel", "xmtravel.warning", "xygs-main.html?pageNo=2", "utf-8"),
+        Family("html_list", "tianjin_xygs", "tianjin_xygs.serious_illegal", "pageNo=2", "gbk"),
+        Family("json_api", "shenzhen_punish", "shenzhen_punish.penalties", "pageIndex=2", "gbk"),
+    )
+}
+CHOSEN = [
+    name.strip()
+    for name in os.environ.get("CW_FAULT_FAMILIES", ",".join(FAMILIES)).split(",")
+    if name.strip()
+]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable[[Family], Action]
+    times: int | None  # None: the page is broken on every try
+    expected: dict[str, str]  # family name (or "*") → "health: outcomes"
+
+    def expect(self, family: Family) -> str | None:
+        return self.expected.get(family.name, self.expected.get("*"))
+
+
+HEALTHY = {"*": "healthy"}
+CASES = [
+    Case("5xx burst", lambda f: fp.status(503), None, {"*": "degraded: http_error"}),
+    Case("one 503, then the page", lambda f: fp.status(503), 1, HEALTHY),
+    Case("no answer past the timeout", lambda f: fp.stall(TIMEOUT + 1.5), None,
+         {"*": "degraded: timeout"}),
+    Case("one stall, then the page", lambda f: fp.stall(TIMEOUT + 1.5), 1, HEALTHY),
+    Case("slow body within the timeout", lambda f: fp.slow_body(TIMEOUT / 3), None, HEALTHY),
+    Case("connection reset mid-body", lambda f: fp.reset_mid_body(), None,
+         {"*": "degraded: http_error"}),
+    Case("one reset mid-body, then the page", lambda f: fp.reset_mid_body(), 1, HEALTHY),
+    Case("hang-up without an answer", lambda f: fp.hang_up(), None, {"*": "degraded: http_error"}),
+    Case("truncated page", lambda f: fp.truncated(), None, {"*": "degraded: malformed"}),
+    Case("wrong charset", lambda f: fp.recoded(f.charset_swap), None,
+         {"*": "degraded: malformed"}),
+    Case("invalid bytes in the declared charset", lambda f: fp.invalid_bytes(), None,
+         {"*": "degraded: malformed"}),
+    Case("10 MB body", lambda f: fp.padded(TEN_MB), 1, HEALTHY),
+    Case("redirect loop", lambda f: fp.redirect_loop(), None, {"*": "degraded: http_error"}),
+    Case("412 WAF challenge", lambda f: fp.waf_challenge(), None,
+         {"*": "degraded: waf_challenge"}),
+    Case("WAF challenge served as 200", lambda f: fp.waf_challenge(200), None,
+         {"*": "degraded: waf_challenge"}),
+    Case("captcha page", lambda f: fp.captcha_page(), None, {"*": "degraded: captcha_required"}),
+    Case("empty body", lambda f: fp.empty_body(), None, {"*": "degraded: empty"}),
+    Case("429 too many requests", lambda f: fp.status(429), None,
+         {"*": "degraded: rate_limited"}),
+    Case("404 on a list page", lambda f: fp.status(404), None, {"*": "degraded: http_error"}),
+]  # fmt: skip
+
+
+Entries = dict[tuple[str, str], tuple[str, str]]
+
+
+def entries(url: str, source: str) -> Entries:
+    """Every entry the database holds for ``source``: (list, key) → (status, content hash)."""
+    table = Record.__table__
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(select(table).where(table.c.source == source)).all()
+    return {(r.list, r.record_key): (r.status, r.content_hash) for r in rows}
+
+
+def disappeared(url: str, run_id: str, lists: set[str]) -> list[Any]:
+    """The run's ``delisted`` events by absence on ``lists``."""
+    table = Event.__table__
+    with get_engine(url).connect() as conn:
+        return conn.execute(
+            select(table).where(
+                table.c.run_id == run_id, table.c.event == "delisted",
+                table.c.cause == "disappeared", table.c.list.in_(lists),
+            )
+        ).all()  # fmt: skip
+
+
+def shown(health: Any) -> str:
+    """A list's health as read back: ``health: outcomes`` (its fetches' outcomes, else the
+    checks it broke)."""
+    found = [f for f in health.findings or () if not f.get("note")]
+    named = sorted({f["outcome"] for f in found if f.get("outcome")})
+    named = named or sorted({f["check"] for f in found})
+    return f"{health.health}: {', '.join(named)}" if named else health.health
+
+
+@dataclass
+class Reference:
+    day1: Entries
+    day2: Entries  # day 1 replayed, then day 2 crawled live with nothing broken
+
+
+_references: dict[str, Reference] = {}
+
+
+def day1(replay_cache: ReplayCache, url: str, family: Family) -> None:
+    replay_cache.into(url, Replay(family.cassette(1), family.source, delist_after=1))
+
+
+def live(url: str, family: Family) -> str:
+    return crawl(CrawlSpec(family.source, mode="live", delist_after=1, settings=LIVE), url=url)
+
+
+def reference(
+    family: Family, portal: FakePortal, replay_cache: ReplayCache, folder: Path
+) -> Reference:
+    """What an undisturbed live day 2 leaves (crawled once per family and module)."""
+    if family.name not in _references:
+        url = f"sqlite:///{folder / f'reference-{family.name}.sqlite'}"
+        day1(replay_cache, url, family)
+        before = entries(url, family.source)
+        portal.serve(family.cassette(2))
+        run_id = live(url, family)
+        assert run_row(url, run_id).state == "healthy", run_row(url, run_id).summary
+        _references[family.name] = Reference(before, entries(url, family.source))
+    return _references[family.name]
+
+
+def lost_and_invented(got: Entries, ref: Reference, unhealthy: set[str]) -> tuple[int, int]:
+    """Entries lost (missing, or removed where the list could prove no absence) and invented
+    (unknown to both days, or holding values neither day had), against the references.
+
+    A list in ``unhealthy`` may be as day 1 left it, or as day 2 did for the entries it read;
+    every other list must be exactly as the undisturbed day 2."""
+    lost = invented = 0
+    for key in ref.day1.keys() | ref.day2.keys() | got.keys():
+        state, was, now = got.get(key), ref.day1.get(key), ref.day2.get(key)
+        if key[0] not in unhealthy:
+            lost += state is None or (now is not None and state != now)
+            invented += now is None and state is not None
+            continue
+        if state is None or (state[0] == "removed" and (was is None or was[0] != "removed")):
+            lost += 1
+        elif state not in (was, now) and state[1] not in {s[1] for s in (was, now) if s}:
+            invented += 1
+    return lost, invented
+
+
+@pytest.fixture(params=CHOSEN)
+def family(request: pytest.FixtureRequest) -> Family:
+    return FAMILIES[request.param]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_fault(
+    case: Case,
+    family: Family,
+    fake_portal: FakePortal,
+    replay_cache: ReplayCache,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    netguard: Path,
+) -> None:
+    expected = case.expect(family)
+    assert expected is not None
+    ref = reference(family, fake_portal, replay_cache, tmp_path_factory.getbasetemp())
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    day1(replay_cache, url, family)
+    fake_portal.serve(family.cassette(2))
+    fake_portal.inject(Fault(family.page, case.make(family), case.times))
+    run_id = live(url, family)
+    assert fake_portal.fired() >= 1, f"the fault never hit {family.page}"
+
+    health = list_health(url, run_id)
+    seen = shown(health[family.list_id])
+    unhealthy = {name for name, h in health.items() if h.health != "healthy"}
+    lost, invented = lost_and_invented(entries(url, family.source), ref, unhealthy)
+    delisted = disappeared(url, run_id, unhealthy)
+    tally(
+        "fault",
+        f"{case.name} ({family.name})",
+        expected=expected,
+        seen=seen,
+        tried=fake_portal.fired(),
+        lost=lost + len(delisted),
+        invented=invented,
+    )
+    assert seen == expected, health[family.list_id].findings
+    assert (lost, invented, delisted) == (0, 0, [])
+    others = {name: h.health for name, h in health.items() if name != family.list_id}
+    assert set(others.values()) <= {"healthy"}, others
+    assert run_row(url, run_id).state == expected.split(":")[0]
+    assert netguard.read_text() == "", "a crawl reached past the fake portal"
+
+
+def test_a_list_that_halves_overnight_is_held(
+    fake_portal: FakePortal, replay_cache: ReplayCache, tmp_path: Path, netguard: Path
+) -> None:
+    """Xiamen's warnings lose half their active entries in one healthy-looking live run: the
+    mass-delisting guard holds them (``pending``), no ``delisted`` event, nothing else moves."""
+    from tests.test_pending import HALF, portal_day
+
+    family = FAMILIES["xmtravel"]
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    day1(replay_cache, url, family)
+    before = entries(url, family.source)
+    fake_portal.serve(portal_day(tmp_path, "half", 2, HALF))
+    run_id = live(url, family)
+
+    table = PendingDelisting.__table__
+    with get_engine(url).connect() as conn:
+        held = conn.execute(select(table).where(table.c.run_id == run_id)).all()
+    delisted = disappeared(url, run_id, {family.list_id})
+    after = entries(url, family.source)
+    removed = [k for k, (state, _) in after.items() if state == "removed"]
+    invented = [k for k in after if k not in before]
+    health = list_health(url, run_id)[family.list_id].health
+    held_cases = {row.record_key for row in held}
+    seen = f"{health}, {'held' if held else 'not held'}, {len(delisted)} delisted"
+    tally(
+        "fault",
+        f"a list that halves overnight ({family.name})",
+        expected="healthy, held, 0 delisted",
+        seen=seen,
+        lost=len(removed),
+        invented=len(invented),
+    )
+    assert seen == "healthy, held, 0 delisted"
+    assert len(held_cases) == len(held) >= 10
+    assert (removed, invented) == ([], [])
+    assert netguard.read_text() == ""
