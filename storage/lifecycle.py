@@ -59,6 +59,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
     union,
     update,
 )
@@ -83,6 +84,7 @@ from storage.sql import driving_join, json_object, sha256_hex
 from storage.types import JSONType
 
 RECORDS = table_of(Record)
+KNOWN = RECORDS.alias("known")  # the stored record of an entry staged without its own
 STAGED = table_of(RunRecord)
 EVENTS = table_of(Event)
 HISTORY = table_of(RecordHistory)
@@ -193,6 +195,7 @@ DIFF = Table(
     Column("is_new", Boolean, nullable=False),
     Column("old_hash", String),
     Column("old_status", String),
+    Column("old_prov", String),
     Column("new_prov", String),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
@@ -243,7 +246,8 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
     _diff_pass(conn, run, staged_status)
     _absent_pass(conn, run, covered)
 
-    # The run's differing entries with their staged rows.
+    # The run's differing entries with their staged rows, and the stored record of those
+    # staged without theirs (read as stored: only their status or sighting differs).
     with_staged = driving_join(
         DIFF,
         STAGED,
@@ -252,7 +256,10 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
             staged.list == diff.list,
             staged.record_key == diff.record_key,
         ),
-    )
+    ).outerjoin(KNOWN, and_(staged.data.is_(None), KNOWN.c.id == diff.record_id))
+    _check_stored_as_staged(conn, with_staged)
+
+    read = read_data()
 
     def staged_event(kind: str, cause: str | None, baseline: Any) -> list[Any]:
         return [
@@ -267,14 +274,14 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
             staged.list,
             staged.record_key,
             staged.entity_id,
-            _json_text(staged.data, "entity_name"),
-            _json_text(staged.data, "case_number"),
-            _json_text(staged.data, "title"),
+            _json_text(read, "entity_name"),
+            _json_text(read, "case_number"),
+            _json_text(read, "title"),
             literal(cause, String) if cause else null(),
             baseline,
             literal(run.run_id),
             literal(run.at, EVENTS.c.at.type),
-            _provenance(staged.data),
+            _provenance(read),
         ]
 
     def insert_events(where: Any, columns: list[Any]) -> int:
@@ -330,6 +337,41 @@ def apply_run(conn: Connection, run: RunDetection) -> Counter[str]:
     _unstage(conn, run.run_id)
     _drop_scratch(conn)
     return counts
+
+
+def read_data() -> Any:
+    """The record a differing entry was read with: its staged one, else (staged without it,
+    ``storage.runlog``) the stored one, which ``_check_stored_as_staged`` vouches for."""
+    return type_coerce(func.coalesce(STAGED.c.data, KNOWN.c.data), JSONType)
+
+
+class StagingOutOfDate(RuntimeError):
+    """An entry was staged without its record, as stored, but the store moved on since."""
+
+
+def _check_stored_as_staged(conn: Connection, with_staged: Any) -> None:
+    """Entries staged without their record were, when staged, as stored (same content and
+    provenance digests): refuse to merge if one no longer is, rather than lose what it read.
+    One run per source at a time makes this a broken invariant, not a race to wait out."""
+    staged, diff = STAGED.c, DIFF.c
+    moved = conn.execute(
+        select(diff.list, diff.record_key)
+        .select_from(with_staged)
+        .where(
+            staged.data.is_(None),
+            or_(
+                diff.is_new,
+                diff.old_hash != staged.content_hash,
+                diff.old_prov.is_distinct_from(staged.prov_hash),
+            ),
+        )
+        .limit(1)
+    ).first()
+    if moved is not None:
+        raise StagingOutOfDate(
+            f"{moved.list} {moved.record_key!r} was staged as stored, but its stored record "
+            "changed before detection: run the source again"
+        )
 
 
 def _unstage(conn: Connection, run_id: str) -> None:
@@ -400,7 +442,16 @@ def _diff_pass(conn: Connection, run: RunDetection, staged_status: Any) -> None:
     )
     conn.execute(
         insert(DIFF).from_select(
-            ["list", "record_key", "record_id", "is_new", "old_hash", "old_status", "new_prov"],
+            [
+                "list",
+                "record_key",
+                "record_id",
+                "is_new",
+                "old_hash",
+                "old_status",
+                "old_prov",
+                "new_prov",
+            ],
             select(
                 staged.list,
                 staged.record_key,
@@ -408,6 +459,7 @@ def _diff_pass(conn: Connection, run: RunDetection, staged_status: Any) -> None:
                 state.record_id.is_(None),
                 state.content_hash,
                 state.status,
+                state.prov_hash,
                 staged.prov_hash,
             )
             .select_from(joined)
@@ -563,17 +615,18 @@ def _rewrite_seen(
     """The differing entries seen before: their stored values where the run read others
     (content or provenance), their status, sighting and absence in any case."""
     staged, diff, rec = STAGED.c, DIFF.c, RECORDS.c
+    data = read_data()
     read = (
         select(
             diff.record_id,
             staged.entity_id,
-            _json_text(staged.data, "entity_name").label("entity_name"),
-            _json_text(staged.data, "uscc").label("uscc"),
-            _json_text(staged.data, "case_number").label("case_number"),
-            _json_text(staged.data, "title").label("title"),
+            _json_text(data, "entity_name").label("entity_name"),
+            _json_text(data, "uscc").label("uscc"),
+            _json_text(data, "case_number").label("case_number"),
+            _json_text(data, "title").label("title"),
             staged.valid_until,
             staged.content_hash,
-            staged.data,
+            data.label("data"),
             staged_status.label("status"),
         )
         .select_from(with_staged)

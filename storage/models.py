@@ -176,7 +176,11 @@ class RunRecord(SQLModel, table=True):
     valid_until: date | None = None
     removed: bool = False  # the entry publishes its own removal (in-row 移出 fields)
     removed_on: date | None = None
-    data: JSONObject = Field(sa_column=Column(JSONType, nullable=False))
+    # The record itself, kept only where change detection may need it: a new entry, or one
+    # whose content or provenance differs from its hot state when staged. An entry read again
+    # as stored stages its key and digests alone (None here): at ten million entries, the
+    # staging's size, and so every pass over it, is the keys' and not the records'.
+    data: JSONObject | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     # How often the key came again in the run, and whether with other content: a repeated
     # row or a key collision, either of which leaves the list unable to prove anything.
     repeats: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -211,10 +211,54 @@ def _stage_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
             kept["collided"] = kept["collided"] or kept["content_hash"] != row["content_hash"]
     if not first:
         return
+    for key in _stored_as_staged(conn, first):
+        first[key]["data"] = None
     if conn.dialect.name == "postgresql":
         _copy_records(conn, list(first.values()))
     else:
         _insert_records_sqlite(conn, list(first.values()))
+
+
+STATE_PROBE = 500  # keys per lookup of the hot state
+
+
+def _stored_as_staged(
+    conn: Connection, rows: dict[tuple[str, str], dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """Keys whose hot state (``entry_state``) holds the staged content and provenance digests:
+    their record is the stored one, so staging keeps only their key and digests, and change
+    detection reads the record from ``records`` (and checks the digests still agree). Looked
+    up a few hundred keys at a time on the driver's cursor, in key order."""
+    by_list: dict[str, list[str]] = {}
+    for list_id, record_key in sorted(rows):
+        by_list.setdefault(list_id, []).append(record_key)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    postgres = conn.dialect.name == "postgresql"
+    same: list[tuple[str, str]] = []
+    for list_id, keys in by_list.items():
+        for start in range(0, len(keys), STATE_PROBE):
+            chunk = keys[start : start + STATE_PROBE]
+            if postgres:
+                query = "list = %s AND record_key = ANY(%s)"
+                params: tuple[Any, ...] = (list_id, chunk)
+            else:
+                query = f"list = ? AND record_key IN ({', '.join('?' * len(chunk))})"
+                params = (list_id, *chunk)
+            cursor = raw.cursor()
+            try:
+                cursor.execute(
+                    f"SELECT record_key, content_hash, prov_hash FROM entry_state WHERE {query}",
+                    params,
+                )
+                found = cursor.fetchall()
+            finally:
+                cursor.close()
+            for record_key, content, provenance in found:
+                row = rows[(list_id, record_key)]
+                if row["content_hash"] == content and row["prov_hash"] == provenance:
+                    same.append((list_id, record_key))
+    return same
 
 
 STAGED_COLUMNS = (
@@ -240,7 +284,10 @@ def _copy_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     with raw.cursor() as cursor, cursor.copy(f"COPY cw_incoming ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(
-                [dumps(row[name]) if name == "data" else row[name] for name in STAGED_COLUMNS]
+                [
+                    dumps(row[name]) if name == "data" and row[name] is not None else row[name]
+                    for name in STAGED_COLUMNS
+                ]
             )
     conn.execute(
         text(
@@ -280,7 +327,7 @@ def _insert_records_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> None
                 _iso(row["valid_until"]),
                 int(row["removed"]),
                 _iso(row["removed_on"]),
-                dumps(row["data"]),
+                None if row["data"] is None else dumps(row["data"]),
                 row["repeats"],
                 int(row["collided"]),
                 row["prov_hash"],

@@ -19,6 +19,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Row
@@ -39,6 +40,7 @@ from storage.models import (
 )
 from storage.runlog import staged_record
 from storage.sql import advisory_key, insert_ignore
+from storage.types import JSONType
 
 RUNS = table_of(Run)
 RUN_LISTS = table_of(RunList)
@@ -222,11 +224,13 @@ def staged_fill_rates(
 ) -> dict[str, dict[str, float]]:
     """Per list, the share of the run's staged records in which each of ``fields`` (top-level
     schema fields) is filled: not null, not an empty string, list or object. Read in SQL
-    (JSON extraction that SQLite and PostgreSQL share), before detection clears the staging."""
+    (JSON extraction that SQLite and PostgreSQL share), before detection clears the staging;
+    an entry staged without its record (read as stored) is measured on the stored one."""
     names = sorted(set(fields))
     if not names:
         return {}
-    data = STAGED.c.data
+    rec = RECORDS.c
+    data = type_coerce(func.coalesce(STAGED.c.data, rec.data), JSONType)
     filled = [
         func.sum(
             case(
@@ -244,6 +248,11 @@ def staged_fill_rates(
     ]
     rows = conn.execute(
         select(STAGED.c.list, func.count().label("n"), *filled)
+        .select_from(
+            STAGED.outerjoin(STATE, and_(STAGED.c.data.is_(None), _same_state())).outerjoin(
+                RECORDS, rec.id == STATE.c.record_id
+            )
+        )
         .where(STAGED.c.run_id == run_id)
         .group_by(STAGED.c.list)
     ).all()

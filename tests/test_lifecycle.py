@@ -11,8 +11,8 @@ from sqlalchemy import select
 from core.normalise import content_hash
 from core.registry import get_source
 from storage.engine import get_engine, upgrade
-from storage.lifecycle import RunDetection, apply_run, event_id
-from storage.models import OPEN_SEQ, Event, Record, RecordHistory
+from storage.lifecycle import RunDetection, StagingOutOfDate, apply_run, event_id
+from storage.models import OPEN_SEQ, EntryState, Event, Record, RecordHistory, RunRecord
 from storage.runlog import RunWriter
 from storage.runs import create_run, get_run
 
@@ -354,3 +354,89 @@ def test_each_shard_s_first_run_is_its_subjects_baseline(ledger: Ledger) -> None
         got = conn.execute(select(table.c.run_id, table.c.record_key, table.c.baseline)).all()
     assert sorted(got) == [(first, "a", True), (second, "b", True)]
     assert ledger.events(shard(["b", "c"], 1)) == [("listed", "c", None)]
+
+
+def _stage(ledger: Ledger, entries: list[dict[str, Any]]) -> str:
+    run_id = create_run(
+        ledger.engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=2
+    )
+    writer = RunWriter(ledger.engine, run_id)
+    for e in entries:
+        writer.add_record(e, content_hash(e))
+    writer.flush()
+    return run_id
+
+
+def _detect(ledger: Ledger, run_id: str, day: int) -> Any:
+    at = DAY + timedelta(days=day)
+    with ledger.engine.begin() as conn:
+        return apply_run(
+            conn,
+            RunDetection(
+                run_id=run_id,
+                source="xmtravel",
+                seq=get_run(conn, run_id).seq,
+                at=at,
+                run_date=(at + timedelta(hours=8)).date(),
+                lists=[WARNING],
+                healthy={WARNING},
+            ),
+        )
+
+
+def test_entries_read_as_stored_are_staged_without_their_record(ledger: Ledger) -> None:
+    """Staging keeps the record only where detection may need it (new, other content, other
+    provenance); an entry read as stored that expires still raises its event with its name
+    and evidence, read from the stored record."""
+    ledger.run(
+        [entry("same"), entry("fined"), entry("moved"), entry("due", valid_until="2025-11-21")]
+    )
+    moved = entry("moved") | {"source_url": "http://example.test/elsewhere"}
+    run_id = _stage(
+        ledger,
+        [entry("same"), entry("fined", fine=9), moved, entry("due", valid_until="2025-11-21"),
+         entry("new")],
+    )  # fmt: skip
+    staged = RunRecord.__table__
+    with ledger.engine.connect() as conn:
+        kept = {
+            row.record_key: row.data is not None
+            for row in conn.execute(select(staged).where(staged.c.run_id == run_id))
+        }
+    assert kept == {"same": False, "due": False, "fined": True, "moved": True, "new": True}
+
+    _detect(ledger, run_id, day=1)
+    table = Event.__table__
+    with ledger.engine.connect() as conn:
+        events = conn.execute(select(table).where(table.c.run_id == run_id)).all()
+        stored = conn.execute(
+            select(Record.__table__.c.data).where(Record.__table__.c.record_key == "moved")
+        ).scalar_one()
+    by_key = {(e.event, e.record_key): e for e in events}
+    assert set(by_key) == {("listed", "new"), ("modified", "fined"), ("delisted", "due")}
+    due = by_key[("delisted", "due")]
+    assert (due.entity_name, due.case_number) == ("公司due", "罚[due]号")
+    assert due.evidence["source_url"] == "http://example.test/due"
+    assert stored["source_url"] == "http://example.test/elsewhere"
+    assert ledger.status() == {
+        "same": "active", "fined": "active", "moved": "active", "due": "expired", "new": "active"
+    }  # fmt: skip
+
+
+def test_a_store_that_moved_after_staging_is_refused(ledger: Ledger) -> None:
+    """An entry staged as stored whose stored record then changed cannot be merged from the
+    store: detection refuses the run (nothing written) instead of merging stale values."""
+    ledger.run([entry("a", valid_until="2025-11-21"), entry("b")])
+    run_id = _stage(ledger, [entry("a", valid_until="2025-11-21"), entry("b")])
+    state = EntryState.__table__
+    with ledger.engine.begin() as conn:
+        conn.execute(state.update().where(state.c.record_key == "a").values(content_hash="x"))
+    before = ledger.status()
+    with pytest.raises(StagingOutOfDate, match="'a' was staged as stored"):
+        _detect(ledger, run_id, day=1)
+    assert ledger.status() == before
+    with ledger.engine.connect() as conn:
+        assert (
+            conn.execute(select(Event.__table__).where(Event.__table__.c.run_id == run_id)).all()
+            == []
+        )

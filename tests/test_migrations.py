@@ -13,7 +13,7 @@ from storage.daemon import apply_queue_schema, migrated_here
 from storage.engine import alembic_config, current_revision, get_engine, upgrade
 from storage.models import Source
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def test_empty_database_reaches_head_and_matches_the_models(db_url: str) -> None:
