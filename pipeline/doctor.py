@@ -38,6 +38,7 @@ from storage.engine import (
     sqlite_path,
 )
 from storage.outbox import subscription_rows
+from storage.runs import last_live_start
 from storage.source_state import source_state
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -306,16 +307,26 @@ def check_sources(conn: Any, sources: Iterable[SourceDef], now: datetime) -> lis
                 Finding("source", WARN, f"last run {newest.run_id} {newest.state}", look, source.id)
             )
             continue
-        started = newest.started_at
-        if started is not None and started.tzinfo is None:
-            started = started.replace(tzinfo=UTC)
-        missed = stale_since(source, started, now) if started is not None else None
+        started = last_live_start(conn, source.id)
+        if started is None:
+            findings.append(
+                Finding(
+                    "source",
+                    OK,
+                    f"last run {newest.run_id} healthy (replayed: its schedule is judged "
+                    "from live runs)",
+                    "",
+                    source.id,
+                )
+            )
+            continue
+        missed = stale_since(source, started, now)
         if missed is not None:
             findings.append(
                 Finding(
                     "source",
                     WARN,
-                    f"stale: last run {newest.run_id} started {started:%Y-%m-%d %H:%M} UTC; "
+                    f"stale: last live run started {started:%Y-%m-%d %H:%M} UTC; "
                     f"its schedule ({source.cron}) wanted one by "
                     f"{missed.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
                     f"creditwatch crawl {source.id}; is `creditwatch schedule` running?",

@@ -399,6 +399,18 @@ def _same_state() -> Any:
     return and_(state.list == STAGED.c.list, state.record_key == STAGED.c.record_key)
 
 
+def last_live_start(conn: Connection, source_id: str) -> datetime | None:
+    """When the source's newest run that fetched from the portal (live or recording) started;
+    None if every run was replayed: a replay carries its cassette's dates, which say nothing
+    of whether the schedule runs."""
+    started: datetime | None = conn.execute(
+        select(func.max(RUNS.c.started_at)).where(
+            RUNS.c.source == source_id, RUNS.c.mode != "replay"
+        )
+    ).scalar()
+    return started
+
+
 def last_healthy_list_records(
     conn: Connection, source: str, before_seq: int | None = None
 ) -> dict[str, tuple[str, int]]:

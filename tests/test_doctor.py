@@ -73,8 +73,18 @@ def test_a_healthy_database_passes_every_check(healthy: str) -> None:
     assert never and all(f.status == WARN and f.fix.startswith("creditwatch crawl") for f in never)
 
 
+def test_replayed_runs_are_never_stale(healthy: str) -> None:
+    """A replay carries its cassette's dates: only live runs say whether the schedule runs."""
+    started = _run_started(healthy)
+    with get_engine(healthy).connect() as conn:
+        years_on = check_sources(conn, [get_source("xmtravel")], started + timedelta(days=900))
+    assert [f.status for f in years_on] == [OK] and "replayed" in years_on[0].problem
+
+
 def test_a_source_not_run_for_two_scheduled_times_is_stale(healthy: str) -> None:
     started = _run_started(healthy)
+    with get_engine(healthy).begin() as conn:
+        conn.execute(text("update runs set mode = 'live' where source = 'xmtravel'"))
     with get_engine(healthy).connect() as conn:
         soon = check_sources(conn, [get_source("xmtravel")], started + timedelta(hours=20))
         late = check_sources(conn, [get_source("xmtravel")], started + timedelta(days=3))
