@@ -6,7 +6,7 @@ process of its own so that its peak memory is its own:
 
 * run 1 stages N entries and detects (the baseline), run 2 stages the same list with 1%
   modified, 1% gone and 1% new and detects, as ``pipeline.finalize`` would: the finish checks
-  that read every staged entry (counts, repeated keys, entries seen again, changed entries),
+  (counts, fill rates, repeated keys, entries seen again, changed entries),
   then ``storage.lifecycle.apply_run``;
 * it prints seconds for staging, checks and detection, entries per second and the peak RSS
   of the process (the database server's own memory is not in it).
@@ -38,6 +38,7 @@ LIST = "xmtravel.warning"
 START = datetime(2025, 11, 21, 2, 0, tzinfo=UTC)
 STEP = 100  # 1 in STEP: gone, modified, and as many new
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+FILL_FIELDS = ["entity_name", "case_number", "fine_yuan", "valid_until"]  # as lists declare
 
 
 def key(i: int) -> str:
@@ -156,6 +157,7 @@ def one_run(
         repeated_keys,
         seen_again_counts,
         staged_counts,
+        staged_fill_rates,
     )
 
     engine = get_engine(url)
@@ -191,6 +193,7 @@ def one_run(
     start = time.perf_counter()
     with engine.begin() as conn:
         staged_counts(conn, run_id)
+        staged_fill_rates(conn, run_id, FILL_FIELDS)
         repeated_keys(conn, run_id)
         seen_again_counts(conn, run_id)
         changed = sum(1 for _ in changed_entries(conn, run_id, page=10_000))

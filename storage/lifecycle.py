@@ -76,6 +76,7 @@ from storage.models import (
     PendingDelisting,
     Record,
     RecordHistory,
+    RunFill,
     RunRecord,
     RunRemoval,
     table_of,
@@ -89,6 +90,7 @@ STAGED = table_of(RunRecord)
 EVENTS = table_of(Event)
 HISTORY = table_of(RecordHistory)
 REMOVALS = table_of(RunRemoval)
+FILL = table_of(RunFill)
 PENDING = table_of(PendingDelisting)
 STATE = table_of(EntryState)
 LIST_STATE = table_of(ListState)
@@ -386,6 +388,7 @@ def _unstage(conn: Connection, run_id: str) -> None:
     else:
         conn.execute(STAGED.delete().where(staged.run_id == run_id))
     conn.execute(REMOVALS.delete().where(REMOVALS.c.run_id == run_id))
+    conn.execute(FILL.delete().where(FILL.c.run_id == run_id))
 
 
 def _prepare(conn: Connection) -> None:

@@ -190,6 +190,19 @@ class RunRecord(SQLModel, table=True):
     prov_hash: str | None = None
 
 
+class RunFill(SQLModel, table=True):
+    """Staging: per list of a run, how many staged records had each top-level field filled,
+    counted by the writer as it stages (the field ``*`` counts the records): the lists'
+    declared fill rates, without reading back records that are staged as key and digests."""
+
+    __tablename__ = "run_fill"
+
+    run_id: str = Field(primary_key=True)
+    list: str = Field(primary_key=True)
+    field: str = Field(primary_key=True)
+    filled: int = 0
+
+
 class RunRemoval(SQLModel, table=True):
     """Staging: rows of removal announcements, matched to entries by change detection."""
 

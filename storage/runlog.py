@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -16,13 +17,24 @@ from sqlalchemy.engine import Connection
 
 from core.schema import NON_CONTENT_FIELDS, PROVENANCE_EXTRA_KEYS
 from storage.archive import BODIES, RESPONSES, body_row
-from storage.models import Announcement, Fetch, ListPage, RunRecord, RunRemoval, table_of
-from storage.sql import insert_ignore
+from storage.models import (
+    Announcement,
+    Fetch,
+    ListPage,
+    RunFill,
+    RunRecord,
+    RunRemoval,
+    table_of,
+)
+from storage.sql import insert_ignore, upsert_adding
 
 FETCHES = table_of(Fetch)
 LIST_PAGES = table_of(ListPage)
 RUN_RECORDS = table_of(RunRecord)
 RUN_REMOVALS = table_of(RunRemoval)
+RUN_FILL = table_of(RunFill)
+RECORDS_FIELD = "*"  # the ``run_fill`` row that counts a list's records
+EMPTY: tuple[Any, ...] = (None, "", [], {})
 ANNOUNCEMENTS = table_of(Announcement)
 
 
@@ -71,6 +83,7 @@ class RunWriter:
         self._records: list[dict[str, Any]] = []
         self._removals: list[dict[str, Any]] = []
         self._announcements: list[dict[str, Any]] = []
+        self._filled: dict[str, Counter[str]] = {}  # list -> field -> records filling it
 
     def add_response(
         self,
@@ -129,6 +142,11 @@ class RunWriter:
 
     def add_record(self, record: dict[str, Any], content_hash: str) -> None:
         self._records.append(staged_record(self.run_id, record, content_hash))
+        filled = self._filled.get(record["list"])
+        if filled is None:
+            filled = self._filled[record["list"]] = Counter()
+        filled[RECORDS_FIELD] += 1
+        filled.update(name for name, value in record.items() if value not in EMPTY)
         self._maybe_flush()
 
     def add_removal(self, record: dict[str, Any]) -> None:
@@ -192,8 +210,19 @@ class RunWriter:
         with self.engine.begin() as conn:
             _stage_records(conn, self._records)
             insert_ignore(conn, RUN_REMOVALS, self._removals)
+            upsert_adding(
+                conn,
+                RUN_FILL,
+                [
+                    {"run_id": self.run_id, "list": list_id, "field": name, "filled": count}
+                    for list_id, counts in sorted(self._filled.items())
+                    for name, count in sorted(counts.items())
+                ],
+                add=["filled"],
+            )
         self._records.clear()
         self._removals.clear()
+        self._filled.clear()
 
 
 def _stage_records(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -13,13 +13,11 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
-    case,
     func,
     literal_column,
     select,
     text,
     tuple_,
-    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Row
@@ -38,9 +36,8 @@ from storage.models import (
     Source,
     table_of,
 )
-from storage.runlog import staged_record
+from storage.runlog import RECORDS_FIELD, RUN_FILL, staged_record
 from storage.sql import advisory_key, insert_ignore
-from storage.types import JSONType
 
 RUNS = table_of(Run)
 RUN_LISTS = table_of(RunList)
@@ -223,43 +220,25 @@ def staged_fill_rates(
     conn: Connection, run_id: str, fields: Iterable[str]
 ) -> dict[str, dict[str, float]]:
     """Per list, the share of the run's staged records in which each of ``fields`` (top-level
-    schema fields) is filled: not null, not an empty string, list or object. Read in SQL
-    (JSON extraction that SQLite and PostgreSQL share), before detection clears the staging;
-    an entry staged without its record (read as stored) is measured on the stored one."""
+    schema fields) is filled: not null, not an empty string, list or object. Counted by the
+    writer as it staged them (``run_fill``): a record staged as key and digests alone is not
+    read back, and a list of millions costs one row per field."""
     names = sorted(set(fields))
     if not names:
         return {}
-    rec = RECORDS.c
-    data = type_coerce(func.coalesce(STAGED.c.data, rec.data), JSONType)
-    filled = [
-        func.sum(
-            case(
-                (
-                    and_(
-                        data[name].as_string().is_not(None),
-                        data[name].as_string().not_in(("", "[]", "{}")),
-                    ),
-                    1,
-                ),
-                else_=0,
-            )
-        ).label(f"f{i}")
-        for i, name in enumerate(names)
-    ]
+    fill = RUN_FILL.c
+    counted: dict[str, dict[str, int]] = {}
     rows = conn.execute(
-        select(STAGED.c.list, func.count().label("n"), *filled)
-        .select_from(
-            STAGED.outerjoin(STATE, and_(STAGED.c.data.is_(None), _same_state())).outerjoin(
-                RECORDS, rec.id == STATE.c.record_id
-            )
+        select(fill.list, fill.field, fill.filled).where(
+            fill.run_id == run_id, fill.field.in_([*names, RECORDS_FIELD])
         )
-        .where(STAGED.c.run_id == run_id)
-        .group_by(STAGED.c.list)
-    ).all()
+    )
+    for row in rows:
+        counted.setdefault(row.list, {})[row.field] = row.filled
     return {
-        row.list: {name: (row[i + 2] or 0) / row.n for i, name in enumerate(names)}
-        for row in rows
-        if row.n
+        list_id: {name: counts.get(name, 0) / counts[RECORDS_FIELD] for name in names}
+        for list_id, counts in counted.items()
+        if counts.get(RECORDS_FIELD)
     }
 
 
@@ -520,4 +499,5 @@ def fail_run(
             return False
         conn.execute(STAGED.delete().where(STAGED.c.run_id == run_id))
         conn.execute(STAGED_REMOVALS.delete().where(STAGED_REMOVALS.c.run_id == run_id))
+        conn.execute(RUN_FILL.delete().where(RUN_FILL.c.run_id == run_id))
     return True

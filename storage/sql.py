@@ -36,6 +36,25 @@ def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) ->
     conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
+def upsert_adding(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], add: list[str]
+) -> None:
+    """Insert rows; where the key exists, add the ``add`` columns to the stored ones (counts
+    that several batches, or processes, contribute to)."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    keys = [column.name for column in table.primary_key.columns]
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + statement.excluded[name] for name in add},
+        ),
+        rows,
+    )
+
+
 class json_object(FunctionElement[Any]):
     """A JSON object built in SQL from alternating keys and values."""
 

@@ -161,7 +161,7 @@ def test_staged_fill_rates(db_url: str) -> None:
     run_id = create_run(
         engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=1
     )
-    writer = RunWriter(engine, run_id)
+    writer = RunWriter(engine, run_id, batch_size=2)  # counts added up over batches
     rows = [
         staged("1", authority="厦门市文化和旅游局", penalty_types=["fine"], fine_yuan=0),
         staged("2", authority="", penalty_types=[], uscc_valid=False),
