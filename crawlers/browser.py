@@ -11,21 +11,29 @@ In-page calls: a portal's own scripts may wrap ``fetch``/``XMLHttpRequest`` (Cre
 token) or compute a request signature (信用山东's ``sd.js``), so its API is called with
 ``page.evaluate`` of a ``fetch``: the page's wrappers apply as they would for a visitor. The
 response's status, headers and exact body bytes are read from Playwright's network event
-(JavaScript cannot see cross-origin headers such as ``Date``).
+(JavaScript cannot see cross-origin headers such as ``Date``); the body the page's ``fetch``
+read stands in where the inspector no longer holds it (bodies past about 10 MB).
+
+Proxy: Chromium ignores the proxy environment that Scrapy's ``HttpProxyMiddleware`` reads, so
+:func:`launch_options` hands it to Playwright (:func:`environment_proxy`): behind a corporate
+proxy both fetch paths of a run go through the same one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # no stub
 
 from playwright.async_api import Error as PlaywrightError
 
@@ -56,8 +64,12 @@ FETCH_JS = """async ({url, method, body}) => {
       init.headers["Content-Type"] = "application/x-www-form-urlencoded";
     }
     const response = await fetch(url, init);
-    await response.arrayBuffer();
-    return {ok: true, status: response.status};
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return {ok: true, status: response.status, body: btoa(binary)};
   } catch (error) {
     return {ok: false, error: String(error)};
   }
@@ -79,9 +91,90 @@ def chromium_executable() -> str | None:
     return None
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    """``name`` from the environment, the lower-case spelling first (as urllib reads it)."""
+    return (environ.get(name.lower()) or environ.get(name.upper()) or "").strip()
+
+
+@dataclass(frozen=True)
+class BrowserProxy:
+    """The proxy Chromium is launched with, from the same variables Scrapy reads.
+
+    Playwright gives Chromium one proxy for every scheme: ``https_proxy``'s (the portals that
+    need a browser are HTTPS), else ``http_proxy``'s. ``no_proxy`` keeps urllib's meaning (a
+    name covers its subdomains), which Scrapy's ``proxy_bypass`` applies too."""
+
+    server: str  # scheme://host:port, without credentials
+    no_proxy: str = ""
+    username: str | None = None
+    password: str | None = None
+
+    def bypass(self) -> list[str]:
+        """``no_proxy`` as Chromium bypass rules: each name, and (``.name``) its subdomains;
+        an address is itself only."""
+        rules: list[str] = []
+        for entry in self.no_proxy.split(","):
+            name = entry.strip().lstrip(".")
+            if name:
+                host = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+                rules += [name] if _is_address(host.strip("[]")) else [name, f".{name}"]
+        return list(dict.fromkeys(rules))
+
+    def applies_to(self, url: str) -> bool:
+        """Whether a request for ``url`` goes through the proxy (urllib's ``no_proxy`` test)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        return not proxy_bypass_environment(parts.netloc, {"no": self.no_proxy})
+
+    def address(self) -> tuple[str, int]:
+        parts = urlsplit(self.server)
+        default = {"https": 443, "socks5": 1080, "socks4": 1080}.get(parts.scheme, 80)
+        return parts.hostname or "", parts.port or default
+
+    def playwright(self) -> dict[str, str]:
+        """Playwright's ``proxy`` launch option."""
+        option = {"server": self.server}
+        if self.bypass():
+            option["bypass"] = ",".join(self.bypass())
+        if self.username is not None:
+            option["username"] = self.username
+            option["password"] = self.password or ""
+        return option
+
+
+def environment_proxy(environ: Mapping[str, str] | None = None) -> BrowserProxy | None:
+    """The browser's proxy from ``https_proxy``/``http_proxy`` and ``no_proxy`` (upper-case
+    spellings too), or None: none set, or ``no_proxy=*``."""
+    environ = os.environ if environ is None else environ
+    no_proxy = _env(environ, "no_proxy")
+    configured = _env(environ, "https_proxy") or _env(environ, "http_proxy")
+    if not configured or no_proxy == "*":
+        return None
+    if "://" not in configured:
+        configured = f"http://{configured}"  # how urllib and Scrapy read a bare host:port
+    parts = urlsplit(configured)
+    server = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # credentials apart
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return BrowserProxy(server, no_proxy, username, password)
+
+
 def launch_options(
-    extra_args: list[str] | None = None, timeout_ms: float = 20_000
+    extra_args: list[str] | None = None,
+    timeout_ms: float = 20_000,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Chromium's launch options; the proxy environment (``environ``, else the process's)
+    becomes Playwright's ``proxy``, the one Scrapy's own requests take."""
     options: dict[str, Any] = {
         "headless": True,
         "args": CHROMIUM_ARGS + list(extra_args or []),
@@ -90,6 +183,9 @@ def launch_options(
     executable = chromium_executable()
     if executable:
         options["executable_path"] = executable
+    proxy = environment_proxy(environ)
+    if proxy is not None:
+        options["proxy"] = proxy.playwright()
     return options
 
 
@@ -145,28 +241,39 @@ async def fetch_in_page(
         return PageFetch(clean, method, error=str(result.get("error") or "fetch failed"))
     try:
         response = await waiter
-        body = await response.body()
         headers = tuple((h["name"], h["value"]) for h in await response.headers_array())
     except Exception as exc:
         return PageFetch(clean, method, error=f"{type(exc).__name__}: {exc}")
+    try:
+        body = await response.body()
+    except PlaywrightError:
+        # Chromium's inspector keeps about 10 MB of bodies: a bigger one is evicted before
+        # it can be read there, though the page read all of it.
+        body = base64.b64decode(result.get("body") or "")
     return PageFetch(clean, method, status=response.status, headers=headers, body=body)
 
 
-def unreachable(urls: list[str], timeout_s: float) -> str | None:
+def unreachable(urls: list[str], timeout_s: float, proxy: BrowserProxy | None = None) -> str | None:
     """Why one of the hosts cannot be reached (name lookup or TCP connect), or None.
 
     Run before the browser starts so a machine without network fails in seconds with the
-    host named, instead of waiting out navigation timeouts.
+    host named, instead of waiting out navigation timeouts. A URL the ``proxy`` applies to is
+    reached through it, so what must answer is the proxy (behind one, the portal's name may
+    not even resolve locally).
     """
     for url in urls:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        address, via = (host, port), ""
+        if proxy is not None and proxy.applies_to(url):
+            address = proxy.address()
+            via = f" through the proxy {address[0]}:{address[1]}"
         try:
-            with socket.create_connection((host, port), timeout=timeout_s):
+            with socket.create_connection(address, timeout=timeout_s):
                 pass
         except OSError as exc:
-            return f"cannot reach {host}:{port} ({type(exc).__name__}: {exc})"
+            return f"cannot reach {host}:{port}{via} ({type(exc).__name__}: {exc})"
     return None
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from core.outcomes import outcome_for_status
 from core.registry import get_source
-from crawlers.browser import fetch_in_page, launch_options, unreachable
+from crawlers.browser import environment_proxy, fetch_in_page, launch_options, unreachable
 from crawlers.creditchina_api import (
     DETAILS_PARAMS,
     RECORDS_PARAMS,
@@ -97,7 +97,9 @@ async def run_probe(
     session = conf["session"]
     portal, base = session["portal_url"], session["api_base"]
     if cassette is None:
-        problem = unreachable([portal, base], float(session.get("connect_timeout", 5.0)))
+        problem = unreachable(
+            [portal, base], float(session.get("connect_timeout", 5.0)), environment_proxy()
+        )
         if problem:
             return [Step("reach hosts", portal, "http_error", None, problem)]
     interval = 0.0 if cassette else float(session.get("min_interval", 10.0))

@@ -205,6 +205,8 @@ class CreditSearchSpider(InPageSpider):
             return None
         outcome = outcome_for_status(got.status)
         failed = None if outcome == "ok" else f"HTTP {got.status}"
+        if outcome == "ok" and (problem := self.page_problem(got)):
+            outcome, failed = problem.outcome, str(problem)  # a challenge, captcha, no body
         self.file(got.url, outcome, lst.id, got.status, failed, sha)
         if outcome != "ok":
             return None

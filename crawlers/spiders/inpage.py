@@ -15,8 +15,14 @@ and files each fetch's outcome itself, through the run context (``file``). robot
 the same way, by the spider (Scrapy's robots middleware is off): every URL the run will use
 (``targets``: the portal page, the API) is checked against its host's robots.txt before the
 portal page is opened; a rule forbidding one stops the run, an unreadable robots.txt forbids
-nothing. A live or record run first checks that the hosts answer at all, so a machine without
-network fails in seconds with the host named.
+nothing. A live or record run first checks that the hosts answer at all (through the
+environment's proxy where one applies, as Chromium will), so a machine without network fails
+in seconds with the host named.
+
+An in-page call gets what a Scrapy download gets from the middlewares it bypasses: it is
+asked again after a transient failure (``RETRY_TIMES``, ``CW_RETRY_BACKOFF``; ``transient``),
+and an answer with a good status that holds no data (a WAF challenge or captcha in its place,
+no body, a document cut short, invalid bytes) is named as such (``page_problem``).
 """
 
 from __future__ import annotations
@@ -32,24 +38,27 @@ from urllib.parse import urlsplit
 import scrapy
 from protego import Protego
 from scrapy.crawler import Crawler
-from scrapy.http import Response
+from scrapy.http import Headers, Response
+from scrapy.responsetypes import responsetypes
 from scrapy.settings import BaseSettings
 from twisted.python.failure import Failure
 
 from crawlers.browser import (
     PageFetch,
+    environment_proxy,
     fetch_in_page,
     launch_options,
     route_through_cassette,
     unreachable,
 )
 from crawlers.cassette import CassetteBridge, crawl_mode
+from crawlers.responses import ChallengePage, incomplete, undecodable
 from crawlers.runcontext import RunContext, run_context
 from crawlers.spiders.base import PortalSpider
 
 logger = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 30.0
+CALL_TIMEOUT_S = 30.0  # an in-page call's time limit, unless CW_API_TIMEOUT says otherwise
 
 
 class InPageSpider(PortalSpider):
@@ -133,7 +142,9 @@ class InPageSpider(PortalSpider):
     async def start(self) -> AsyncIterator[scrapy.Request]:
         targets = self.targets()
         if self.mode != "replay":
-            problem = await asyncio.to_thread(unreachable, targets, self.connect_timeout())
+            problem = await asyncio.to_thread(
+                unreachable, targets, self.connect_timeout(), environment_proxy()
+            )
             if problem:
                 logger.error("%s: %s; nothing fetched", self.source_id, problem)
                 self.file(targets[0], "http_error", None, None, problem)
@@ -186,6 +197,10 @@ class InPageSpider(PortalSpider):
             "handle_httpstatus_all": True,
             "dont_retry": True,
             "cw_list": list_id,
+            # Chromium goes through the environment's proxy itself (launch_options); Scrapy's
+            # HttpProxyMiddleware must not add its Proxy-Authorization header, which the
+            # browser would send on to the portal inside the tunnel.
+            "proxy": None,
             **more,
         }
 
@@ -222,12 +237,73 @@ class InPageSpider(PortalSpider):
                 await asyncio.sleep(wait)
         self.last_call = time.monotonic()
 
+    def transient(self, got: PageFetch) -> bool:
+        """Whether a failed in-page GET is asked again, as Scrapy's retries ask a plain
+        download again: no answer at all (reset, hang-up, timeout) or a status in
+        ``RETRY_HTTP_CODES``. Spiders whose portal means something else by such an answer
+        (a refused session) narrow it."""
+        if got.method != "GET":
+            return False
+        codes = {int(code) for code in self.settings.getlist("RETRY_HTTP_CODES")}
+        return got.status is None or got.status in codes
+
+    @staticmethod
+    def as_response(got: PageFetch) -> Response:
+        """An in-page answer as the Scrapy response its checks read (type from its headers)."""
+        headers = Headers()
+        for name, value in got.headers:
+            headers.appendlist(name, value)
+        kind = responsetypes.from_args(headers=headers, url=got.url, body=got.body)
+        return kind(url=got.url, status=got.status or 200, headers=headers, body=got.body)
+
+    def page_problem(self, got: PageFetch) -> ChallengePage | None:
+        """Why an in-page answer with a good status says nothing trustworthy, by the checks
+        Scrapy's own downloads get (``crawlers.runmiddlewares``): a WAF challenge or captcha
+        in its place (``classify_response``), no content, a document cut short, or bytes
+        invalid in its own encoding. Such a page would otherwise read as malformed data."""
+        response = self.as_response(got)
+        if named := self.classify_response(response):
+            return ChallengePage(named, f"HTTP {got.status}: a {named} page, not the data")
+        if cut := incomplete(response):
+            return ChallengePage(*cut)
+        if garbled := undecodable(response):
+            return ChallengePage("malformed", garbled)
+        return None
+
     async def fetch(
         self, page: Any, url: str, method: str = "GET", form: dict[str, str] | None = None
     ) -> tuple[PageFetch, str | None]:
-        """One throttled in-page call, archived; returns it with its body's sha256. The
-        source's volatile query parameters (its cassette filter) stay out of the URL it is
-        archived and cited by."""
+        """One throttled in-page call, archived, asked again up to ``RETRY_TIMES`` times
+        (``CW_RETRY_BACKOFF`` s, doubling, between tries) while its failure is
+        :meth:`transient`; returns the last try with its body's sha256.
+
+        A replay asks again as the recorded run did, and the cassette holds each answer it
+        got; where it holds no further one, the last recorded answer stands (the miss says
+        nothing about the portal)."""
+        retries = self.settings.getint("RETRY_TIMES")
+        backoff = self.settings.getfloat("CW_RETRY_BACKOFF")
+        tried = 0
+        last: tuple[PageFetch, str | None] | None = None
+        while True:
+            got, sha, missed = await self.fetch_once(page, url, method, form)
+            if missed and last is not None and self.bridge is not None:
+                self.bridge.misses.pop()
+                return last
+            if missed or tried >= retries or not self.transient(got):
+                return got, sha
+            last = (got, sha)
+            tried += 1
+            reason = got.error or f"HTTP {got.status}"
+            logger.info("%s: again (%d/%d) %s: %s", self.source_id, tried, retries, url, reason)
+            if backoff > 0:
+                await asyncio.sleep(backoff * 2 ** (tried - 1))
+
+    async def fetch_once(
+        self, page: Any, url: str, method: str, form: dict[str, str] | None
+    ) -> tuple[PageFetch, str | None, bool]:
+        """One try of :meth:`fetch`, and whether it missed the cassette. The source's volatile
+        query parameters (its cassette filter) stay out of the URL it is archived and cited
+        by."""
         await self.throttle()
         misses = len(self.bridge.misses) if self.bridge else 0
         got = await fetch_in_page(
@@ -235,15 +311,14 @@ class InPageSpider(PortalSpider):
             url,
             method=method,
             form=form,
-            timeout_s=CALL_TIMEOUT_S,
+            timeout_s=self.settings.getfloat("CW_API_TIMEOUT", CALL_TIMEOUT_S),
             volatile=self.source().filter_query_parameters,
         )
         if got.status is None:
             if self.bridge and len(self.bridge.misses) > misses:
-                got = PageFetch(
-                    got.url, method, error=f"{got.error}; {self.bridge.misses[-1].explanation}"
-                )
-            return got, None
+                explained = f"{got.error}; {self.bridge.misses[-1].explanation}"
+                return PageFetch(got.url, method, error=explained), None, True
+            return got, None, False
         ctx = self.run
         sha = hashlib.sha256(got.body).hexdigest()
         fetched_at = ctx.observe_response(got.header("date"), from_cassette=self.mode == "replay")
@@ -257,4 +332,4 @@ class InPageSpider(PortalSpider):
             fetched_at=fetched_at,
             from_cassette=self.mode == "replay",
         )
-        return got, sha
+        return got, sha, False

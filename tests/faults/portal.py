@@ -281,10 +281,13 @@ class PortalHandler(BaseHTTPRequestHandler):
 
 
 def status(code: int, body: bytes = b"", content_type: str = "text/html; charset=utf-8") -> Action:
-    """Answer ``code`` with ``body`` instead of the page."""
+    """Answer ``code`` with ``body`` instead of the page, with the page's CORS headers (a
+    server or WAF in front of an API answers with the host's CORS policy; without it a
+    browser's script could not read the answer at all, only that its fetch failed)."""
 
     def act(handler: PortalHandler, page: Page) -> None:
-        handler.send_page(Page(code, "", [("Content-Type", content_type)], body))
+        cors = [(k, v) for k, v in page.headers if k.lower().startswith("access-control-")]
+        handler.send_page(Page(code, "", [("Content-Type", content_type), *cors], body))
 
     return act
 

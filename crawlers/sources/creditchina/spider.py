@@ -40,6 +40,7 @@ from twisted.python.failure import Failure
 from core.items import ListPage, PageRef, RawEntry
 from core.outcomes import outcome_for_status
 from core.registry import ListDef
+from crawlers.browser import PageFetch
 from crawlers.captcha import CaptchaSolver, solver_from_settings
 from crawlers.cassette import crawl_mode
 from crawlers.creditchina_api import (
@@ -65,7 +66,7 @@ from crawlers.creditchina_api import (
     pages_to_read,
     subject_hits,
 )
-from crawlers.responses import outcome_for_exception
+from crawlers.responses import challenge_outcome, outcome_for_exception
 from crawlers.spiders.inpage import InPageSpider
 from crawlers.watchlist import WatchlistError, WatchSubject, load_watchlist
 
@@ -117,6 +118,14 @@ class CreditChinaSpider(InPageSpider):
         replaying = crawl_mode(settings) == "replay"
         wait = REPLAY_CHALLENGE_WAIT if replaying else float(session.get("challenge_wait", 15.0))
         settings.set("CW_CHALLENGE_WAIT", wait, priority="spider")
+
+    def transient(self, got: PageFetch) -> bool:
+        """Only a page-level failure is asked again: a refused session (40001 on HTTP 500,
+        a challenge, 403/429) is the portal refusing this session, and asking again would
+        only hammer it (``api`` stops the run's calls instead)."""
+        if not super().transient(got):
+            return False
+        return got.status is None or classify(got.status, got.body).outcome == "http_error"
 
     def classify_response(self, response: Response) -> str | None:
         """None: this spider reads challenges and captchas in the page itself (it waits for a
@@ -292,7 +301,17 @@ class CreditChinaSpider(InPageSpider):
             for list_id in lists:
                 self.file(got.url, outcome, list_id, None, got.error)
             return None
-        reply = classify(got.status, got.body)
+        # An answer with a good status but no data in it (no body, cut short, bytes invalid
+        # in its charset) is named as Scrapy's own downloads name it, not as bad JSON.
+        problem = self.page_problem(got) if got.status < 400 else None
+        if problem is not None:
+            reply = Reply(problem.outcome, detail=str(problem))
+        else:
+            reply = classify(got.status, got.body)
+        if reply.outcome == "malformed" and (named := challenge_outcome(self.as_response(got))):
+            # Not the portal's own captcha or challenge markup, but a page of that kind all
+            # the same (a WAF's or a proxy's): named so, not as bad JSON.
+            reply = Reply(named, detail=f"HTTP {got.status}: a {named} page, not the data")
         if reply.outcome == "captcha_required" and solve and await self.solve_captcha(page):
             self.file(got.url, "captcha_required", SESSION_LIST, got.status, "solved", sha)
             return await self.api(page, url, lists, solve=False)
