@@ -60,6 +60,18 @@ class Ledger:
     ) -> str:
         """One run through detection; ``scope`` makes it vouch for those subjects only (a
         shard), ``day`` dates it on that day instead of the day after the last run."""
+        run_id = self.stage(entries, removals=removals, n=n)
+        self.detect(run_id, healthy=healthy, n=n, announced=announced, scope=scope, day=day)
+        return run_id
+
+    def stage(
+        self,
+        entries: list[dict[str, Any]],
+        *,
+        removals: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        n: int = 2,
+    ) -> str:
+        """A new run with ``entries`` (and ``removals``) staged, not yet detected."""
         run_id = create_run(
             self.engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=n
         )
@@ -69,6 +81,19 @@ class Ledger:
         for removal in removals:
             writer.add_removal(removal)
         writer.flush()
+        return run_id
+
+    def detect(
+        self,
+        run_id: str,
+        *,
+        healthy: bool = True,
+        n: int = 2,
+        announced: bool = False,
+        scope: dict[str, list[str]] | None = None,
+        day: int | None = None,
+    ) -> None:
+        """Change detection of a staged run."""
         if day is None:
             day, self.day = self.day, self.day + 1
         at = DAY + timedelta(days=day)
@@ -88,7 +113,6 @@ class Ledger:
                     scope=scope or {},
                 ),
             )
-        return run_id
 
     def events(self, run_id: str) -> list[tuple[str, str, str | None]]:
         table = Event.__table__
@@ -356,34 +380,6 @@ def test_each_shard_s_first_run_is_its_subjects_baseline(ledger: Ledger) -> None
     assert ledger.events(shard(["b", "c"], 1)) == [("listed", "c", None)]
 
 
-def _stage(ledger: Ledger, entries: list[dict[str, Any]]) -> str:
-    run_id = create_run(
-        ledger.engine, get_source("xmtravel"), mode="replay", cassette=None, delist_after=2
-    )
-    writer = RunWriter(ledger.engine, run_id)
-    for e in entries:
-        writer.add_record(e, content_hash(e))
-    writer.flush()
-    return run_id
-
-
-def _detect(ledger: Ledger, run_id: str, day: int) -> Any:
-    at = DAY + timedelta(days=day)
-    with ledger.engine.begin() as conn:
-        return apply_run(
-            conn,
-            RunDetection(
-                run_id=run_id,
-                source="xmtravel",
-                seq=get_run(conn, run_id).seq,
-                at=at,
-                run_date=(at + timedelta(hours=8)).date(),
-                lists=[WARNING],
-                healthy={WARNING},
-            ),
-        )
-
-
 def test_entries_read_as_stored_are_staged_without_their_record(ledger: Ledger) -> None:
     """Staging keeps the record only where detection may need it (new, other content, other
     provenance); an entry read as stored that expires still raises its event with its name
@@ -392,8 +388,7 @@ def test_entries_read_as_stored_are_staged_without_their_record(ledger: Ledger) 
         [entry("same"), entry("fined"), entry("moved"), entry("due", valid_until="2025-11-21")]
     )
     moved = entry("moved") | {"source_url": "http://example.test/elsewhere"}
-    run_id = _stage(
-        ledger,
+    run_id = ledger.stage(
         [entry("same"), entry("fined", fine=9), moved, entry("due", valid_until="2025-11-21"),
          entry("new")],
     )  # fmt: skip
@@ -405,7 +400,7 @@ def test_entries_read_as_stored_are_staged_without_their_record(ledger: Ledger) 
         }
     assert kept == {"same": False, "due": False, "fined": True, "moved": True, "new": True}
 
-    _detect(ledger, run_id, day=1)
+    ledger.detect(run_id)
     table = Event.__table__
     with ledger.engine.connect() as conn:
         events = conn.execute(select(table).where(table.c.run_id == run_id)).all()
@@ -427,13 +422,13 @@ def test_a_store_that_moved_after_staging_is_refused(ledger: Ledger) -> None:
     """An entry staged as stored whose stored record then changed cannot be merged from the
     store: detection refuses the run (nothing written) instead of merging stale values."""
     ledger.run([entry("a", valid_until="2025-11-21"), entry("b")])
-    run_id = _stage(ledger, [entry("a", valid_until="2025-11-21"), entry("b")])
+    run_id = ledger.stage([entry("a", valid_until="2025-11-21"), entry("b")])
     state = EntryState.__table__
     with ledger.engine.begin() as conn:
         conn.execute(state.update().where(state.c.record_key == "a").values(content_hash="x"))
     before = ledger.status()
     with pytest.raises(StagingOutOfDate, match="'a' was staged as stored"):
-        _detect(ledger, run_id, day=1)
+        ledger.detect(run_id)
     assert ledger.status() == before
     with ledger.engine.connect() as conn:
         assert (
