@@ -205,6 +205,10 @@ class PageFetch:
         return next((value for key, value in self.headers if key.lower() == wanted), None)
 
 
+# How long a failed call waits for Chromium's ``requestfailed`` event to name the reason.
+FAILURE_GRACE_S = 0.1
+
+
 async def fetch_in_page(
     page: Page,
     url: str,
@@ -215,15 +219,29 @@ async def fetch_in_page(
     volatile: Iterable[str] = (),
 ) -> PageFetch:
     """``fetch(url)`` run by the page; the response read from the network event. ``volatile``
-    query parameters (a per-call token) are left out of the URL it is known by."""
+    query parameters (a per-call token) are left out of the URL it is known by.
+
+    A call that gets no answer is known by Chromium's own reason (``requestfailed``, e.g.
+    ``net::ERR_TOO_MANY_REDIRECTS``) besides the page's bare ``TypeError: Failed to fetch``:
+    whether to ask again depends on it (``InPageSpider.transient``)."""
     clean = without_params(url, volatile)
 
     def same_call(response: Response) -> bool:
         return response.request.method == method and without_params(response.url, volatile) == clean
 
+    failures: list[str] = []
+
+    def call_failed(request: Request) -> None:
+        first = request  # a redirect chain is known by the request the page made
+        while first.redirected_from is not None:
+            first = first.redirected_from
+        if first.method == method and without_params(first.url, volatile) == clean:
+            failures.append(request.failure or "failed")
+
     waiter = asyncio.ensure_future(
         page.wait_for_event("response", predicate=same_call, timeout=timeout_s * 1000)
     )
+    page.on("requestfailed", call_failed)
     await asyncio.sleep(0)  # the listener is registered before the page sends anything
     try:
         result = await asyncio.wait_for(
@@ -238,7 +256,14 @@ async def fetch_in_page(
         waiter.cancel()
         with contextlib.suppress(BaseException):
             await waiter
-        return PageFetch(clean, method, error=str(result.get("error") or "fetch failed"))
+        if not failures:
+            await asyncio.sleep(FAILURE_GRACE_S)  # the network event may trail the page's error
+        page.remove_listener("requestfailed", call_failed)
+        error = str(result.get("error") or "fetch failed")
+        if failures:
+            error = f"{failures[-1]} ({error})"
+        return PageFetch(clean, method, error=error)
+    page.remove_listener("requestfailed", call_failed)
     try:
         response = await waiter
         headers = tuple((h["name"], h["value"]) for h in await response.headers_array())

@@ -156,6 +156,29 @@ def test_one_entry_per_company_whatever_order_pages_arrive_in() -> None:
         assert entries[0].pages == [page1, page2]
 
 
+def test_a_missing_page_holds_back_the_companies_it_could_supersede() -> None:
+    """Page 2 fails: a company seen only by an old removed row (its relisting may be on page
+    2) and one whose row is on page 3 (a newer row may be on page 2) are held back, not read
+    as removed or as an older decision; a company on page 1 is read."""
+    pages = [PageRef(f"https://x/?start={5 * n}", str(n) * 64, "list") for n in range(3)]
+    removed = {"entName": "甲公司", "uniscId": "U1", "abntime": "1600000000000", "remDate": "1"}
+    first = {"entName": "乙公司", "uniscId": "U2", "abntime": "1700000000000"}
+    third = {"entName": "丙公司", "uniscId": "U3", "abntime": "1500000000000"}
+    rows = [_Row(first, pages[0], (1, 0)), _Row(third, pages[2], (3, 0))]
+    rows.append(_Row(removed, pages[2], (3, 1)))
+
+    def read(failed_page: int | None) -> list[dict[str, str]]:
+        spider = GsxtSpider()
+        spider.expected_pages, spider.rows = {1, 2, 3}, list(rows)
+        got = []
+        for page_no in (1, 3, 2):
+            got += spider.page_answered(LIST, page_no, failed=page_no == failed_page)
+        return [e.fields for e in got]
+
+    assert read(failed_page=None) == [first, third, removed]
+    assert read(failed_page=2) == [first]
+
+
 # --- Faults: each damages day 2; day 1 is replayed intact first ---------------------------
 
 PAGE2 = "affiche-query-info-illInfo.html?start=5"
@@ -183,11 +206,20 @@ def empty_rows(data: dict[str, Any]) -> None:
     body["string"] = json.dumps({**page, "data": []}, ensure_ascii=False)
 
 
+def redirect_to_itself(data: dict[str, Any]) -> None:
+    found = interaction(data, PAGE2)
+    found["response"]["status"] = {"code": 302, "message": "Found"}
+    found["response"]["headers"]["Location"] = [found["request"]["uri"]]
+    found["response"]["body"] = {"string": ""}
+
+
 FAULTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "list page answers 500": (answer_500, "http_error"),
     "list page JSON truncated": (truncate_json, "malformed"),
     "row key renamed": (rename_key, "layout_drift"),
     "list page has no rows": (empty_rows, "empty"),
+    # Scrapy drops the redirect as a page already requested: no callback, no errback.
+    "list page redirects to itself": (redirect_to_itself, "http_error"),
 }
 
 

@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scrapy.settings import Settings
 
+from crawlers.browser import PageFetch
+from crawlers.spiders.creditsearch import CreditSearchSpider
+from crawlers.spiders.inpage import REDIRECT_LOOP
 from pipeline.run import CrawlSpec, crawl
 from tests.helpers import FIXTURES, fetches, list_health, load_cassette, save_cassette
 from tests.test_conformance import everything
@@ -100,6 +104,28 @@ def test_a_page_without_data_is_named_not_malformed(
     assert health.health == "degraded"
     assert [f.outcome for f in fetches(url, run) if f.outcome != "ok"] == [outcome]
     assert netguard.read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("got", "asked_again"),
+    [
+        (PageFetch("u", "GET", error=f"{REDIRECT_LOOP} (TypeError: Failed to fetch)"), False),
+        (
+            PageFetch("u", "GET", error="net::ERR_CONNECTION_RESET (TypeError: Failed to fetch)"),
+            True,
+        ),
+        (PageFetch("u", "GET", status=503), True),
+        (PageFetch("u", "POST", error="net::ERR_CONNECTION_RESET"), False),
+    ],
+    ids=["redirect loop", "reset", "503", "POST"],
+)
+def test_a_redirect_loop_is_not_asked_again(got: PageFetch, asked_again: bool) -> None:
+    """Chromium followed the loop 20 times already (as Scrapy's plain path, no second try);
+    a call with no answer otherwise is asked again. (A replay cannot show the loop: Chromium
+    follows a redirect past the cassette's route; the live matrix counts the tries.)"""
+    spider = CreditSearchSpider(name="shandong_blacklist")
+    spider.settings = Settings({"RETRY_HTTP_CODES": [503]})
+    assert spider.transient(got) is asked_again
 
 
 def everything_of_day1(tmp_path: Path) -> list[Any]:

@@ -59,6 +59,7 @@ from crawlers.spiders.base import PortalSpider
 logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 30.0  # an in-page call's time limit, unless CW_API_TIMEOUT says otherwise
+REDIRECT_LOOP = "net::ERR_TOO_MANY_REDIRECTS"  # Chromium's reason for a call that never lands
 
 
 class InPageSpider(PortalSpider):
@@ -240,9 +241,10 @@ class InPageSpider(PortalSpider):
     def transient(self, got: PageFetch) -> bool:
         """Whether a failed in-page GET is asked again, as Scrapy's retries ask a plain
         download again: no answer at all (reset, hang-up, timeout) or a status in
-        ``RETRY_HTTP_CODES``. Spiders whose portal means something else by such an answer
-        (a refused session) narrow it."""
-        if got.method != "GET":
+        ``RETRY_HTTP_CODES``. A redirect loop is no transient failure: Chromium followed it
+        20 times already, and Scrapy's plain path does not ask again either. Spiders whose
+        portal means something else by such an answer (a refused session) narrow it."""
+        if got.method != "GET" or REDIRECT_LOOP in (got.error or ""):
             return False
         codes = {int(code) for code in self.settings.getlist("RETRY_HTTP_CODES")}
         return got.status is None or got.status in codes

@@ -7,7 +7,8 @@ itself with a certificate for that host from a throwaway ``trustme`` CA (Scrapy 
 certificates) and reads the requests inside the tunnel. Nothing leaves the machine: a request
 no cassette holds is answered 404.
 
-Faults (:class:`Fault`) name the pages they hit by a URL fragment and how many times they fire
+Faults (:class:`Fault`) name the pages they hit by a fragment of the URL (or of a posted
+form) and how many times they fire
 (``times=None``: every time). Each fault is a function of the handler and the page it would
 have served: a status, a stall, a slow or cut body, a re-encoded body, a redirect loop, a WAF
 or captcha page, an empty body, a 10 MB body.
@@ -118,16 +119,18 @@ Action = Callable[["PortalHandler", Page], None]
 
 @dataclass
 class Fault:
-    """``action`` replaces the answer to requests whose URL contains ``where``, the first
-    ``times`` of them (None: all)."""
+    """``action`` replaces the answer to requests whose URL or body contains ``where``, the
+    first ``times`` of them (None: all). The body counts because a search form's pages
+    (CCGP's ``gp=2``) are posts to one URL."""
 
     where: str
     action: Action
     times: int | None = None
     fired: int = 0
 
-    def takes(self, url: str) -> bool:
-        return self.where in url and (self.times is None or self.fired < self.times)
+    def takes(self, url: str, body: bytes | None = None) -> bool:
+        named = self.where in url or (body is not None and self.where in body.decode("latin-1"))
+        return named and (self.times is None or self.fired < self.times)
 
 
 @dataclass
@@ -180,7 +183,7 @@ class FakePortal(ThreadingHTTPServer):
         key = request_key(method, url, body, self.volatile)
         with self.lock:
             page = self.pages.get(key)
-            fault = next((f for f in self.faults if f.takes(url)), None)
+            fault = next((f for f in self.faults if f.takes(url, body)), None)
             if fault is not None:
                 fault.fired += 1
             self.hits.append(Hit(url, method, agent, fault is not None))

@@ -10,18 +10,32 @@ A row is one listing decision, but an entry is the company (record_key ``subject
 removed and listed again has two rows, and staging keeps only one record per key. So rows are
 held until every page has answered (or failed), then each company is emitted once, from its
 latest row still in force (else its latest row), with the pages of its other rows in
-``pages``. Which row wins therefore never depends on the order pages arrive in.
+``pages``. Which row wins therefore never depends on the order pages arrive in. While a page
+is missing, a company is held back where that page could hold a row that would win (the
+portal lists newest first): a newer row, on a missing page before its current one, or any
+row in force if its current row is a removal. Otherwise a relisting or a newer decision on
+the missing page would be read as a removal (a false delisting) or a change back to an older
+decision. A held-back company stays as the last complete run left it.
+
+A page can also vanish with neither answer nor failure (a redirect to itself, dropped by
+Scrapy as a page already requested): once nothing is left to fetch (``spider_idle``), the
+rows held are emitted as if that page had failed, so its outcome never costs the other
+pages' entries.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Set
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import scrapy
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response
+from scrapy.utils.defer import deferred_from_coro
 from twisted.python.failure import Failure
 
 from core.items import ListPage, PageRef, RawEntry
@@ -100,7 +114,15 @@ class GsxtSpider(PortalSpider):
         self.rows: list[_Row] = []
         self.expected_pages: set[int] | None = None  # known once page 1 has answered
         self.answered: set[int] = set()
+        self.failed: set[int] = set()  # pages that answered nothing readable
         self.emitted = False
+        self.list_id: str | None = None  # the list whose rows are held
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> GsxtSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.emit_held_rows, signal=signals.spider_idle)
+        return spider
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         (lst,) = self.source().lists
@@ -125,11 +147,12 @@ class GsxtSpider(PortalSpider):
         except Exception as exc:  # a page problem, or a bug: either way the page is answered
             problem = exc
         yield from out
-        yield from self.page_answered(list_id, page_no)
+        yield from self.page_answered(list_id, page_no, failed=problem is not None)
         if problem is not None:
             raise problem  # recorded as this page's outcome by the run extension
 
     def read_list(self, response: Response, list_id: str, page_no: int) -> Iterator[Any]:
+        self.list_id = list_id
         rows, total, pages = read_page(response)
         ref = page_ref(response, "list")
         yield ListPage(
@@ -161,19 +184,44 @@ class GsxtSpider(PortalSpider):
     def list_failed(self, failure: Failure) -> Iterator[Any]:
         """A page that never came: its outcome is logged already; the others still count."""
         request = failure.request  # type: ignore[attr-defined]
-        yield from self.page_answered(request.cb_kwargs["list_id"], request.cb_kwargs["page_no"])
+        kwargs = request.cb_kwargs
+        yield from self.page_answered(kwargs["list_id"], kwargs["page_no"], failed=True)
 
-    def page_answered(self, list_id: str, page_no: int) -> Iterator[RawEntry]:
+    def page_answered(self, list_id: str, page_no: int, failed: bool) -> Iterator[RawEntry]:
         self.answered.add(page_no)
+        if failed:
+            self.failed.add(page_no)
         if page_no == 1 and self.expected_pages is None:
             self.expected_pages = {1}  # page 1 failed: no page count, nothing else to wait for
         if self.emitted or self.expected_pages is None or not self.expected_pages <= self.answered:
             return
         self.emitted = True
-        yield from self.entries(list_id, self.rows)
+        yield from self.entries(list_id, self.rows, missing=self.failed)
 
-    def entries(self, list_id: str, rows: Iterable[_Row]) -> Iterator[RawEntry]:
-        """One entry per company, from its current row (see the module docstring)."""
+    def emit_held_rows(self) -> None:
+        """Nothing left to fetch and rows still held: a page vanished unanswered (its fetch
+        log names it). Send the answered pages' entries to the pipelines now, as a failed
+        page would have, rather than lose them with the spider's close."""
+        if self.emitted or self.list_id is None or not self.rows:
+            return
+        self.emitted = True
+        unanswered = (self.expected_pages or set()) - self.answered
+        entries = list(self.entries(self.list_id, self.rows, missing=self.failed | unanswered))
+        assert self.crawler.engine is not None  # typing: the spider is open
+        scraper = self.crawler.engine.scraper
+
+        async def process() -> None:
+            for entry in entries:
+                await scraper.start_itemproc_async(entry, response=None)
+
+        deferred_from_coro(process())
+        raise DontCloseSpider  # the engine looks again once the pipelines are done
+
+    def entries(
+        self, list_id: str, rows: Iterable[_Row], missing: Set[int] = frozenset()
+    ) -> Iterator[RawEntry]:
+        """One entry per company, from its current row, none for a company whose current
+        row a ``missing`` page could supersede (see the module docstring)."""
         companies: dict[str, list[_Row]] = {}
         for row in sorted(rows, key=lambda r: r.order):
             key = next((row.fields[k] for k in SUBJECT_KEYS if row.fields.get(k)), "")
@@ -181,6 +229,8 @@ class GsxtSpider(PortalSpider):
         for group in companies.values():
             in_force = [r for r in group if not r.removed] or group
             current = max(in_force, key=lambda r: (r.listed_on, -r.order[0], -r.order[1]))
+            if missing and (current.removed or min(missing) < current.order[0]):
+                continue  # held back: the missing page may hold the row that wins
             others = [r.ref for r in group if r is not current and r.ref != current.ref]
             yield RawEntry(
                 source=self.source_id,
