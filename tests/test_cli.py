@@ -116,7 +116,7 @@ def test_raw_shows_an_archived_response_decoded(two_days: dict, tmp_path: Path) 
 
 
 def test_db_upgrade_reports_the_revision(two_days: dict) -> None:
-    assert "at revision 0010" in invoke(two_days, "db", "upgrade")
+    assert "at revision 0011" in invoke(two_days, "db", "upgrade")
 
 
 @pytest.mark.parametrize(
